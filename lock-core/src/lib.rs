@@ -1,0 +1,61 @@
+//! Highlander's core: "there can be only one".
+//!
+//! A leader elector that runs client-go's algorithm over any store with
+//! compare-and-set, so one copy of a singleton leads across clusters.
+//!
+//! ```
+//! use lock_core::{LeaderElector, LockName, MemoryStore};
+//! use std::time::Duration;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lock_core::Error> {
+//! let store = MemoryStore::new(); // or Postgres, etcd, DynamoDB, S3, a Gist…
+//! let elector = LeaderElector::builder(store, LockName::new("nightly-billing")?, "stalin")
+//!     .lease_duration(Duration::from_secs(15))
+//!     .renew_deadline(Duration::from_secs(10))
+//!     .retry_period(Duration::from_secs(2))
+//!     .on_started_leading(|leadership| async move {
+//!         println!("I am {}! I will lead you to greatness! (token {})", leadership.identity(), leadership.fencing_token());
+//!         leadership.lost().await; // do the work until leadership ends
+//!     })
+//!     .on_new_leader(|who| println!("All hail {who}"))
+//!     .build()?;
+//!
+//! let mut state = elector.subscribe();
+//! let shutdown = CancellationToken::new();
+//! let running = elector.spawn(shutdown.clone());
+//! state.wait_for(|s| s.is_leader()).await.expect("elector running");
+//! shutdown.cancel(); // drains the work, then releases the lease for a standby
+//! running.await.expect("elector task");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces:
+//! - [`LeaderElectionRecord`]: the record, byte-compatible with client-go's JSON.
+//! - [`LeaseStore`]: the seam every backend implements (`get` / `create` / `update`
+//!   with an explicit [`Version`]), and [`Capabilities`] it declares.
+//! - [`LeaderElector`]: client-go's algorithm plus fencing tokens, re-campaigning,
+//!   drain-then-release, a [`Health`] check and [`metrics`](elector::metrics).
+//! - [`MemoryStore`], and the [`layer`] wrappers ([`CountingStore`], [`FaultyStore`])
+//!   for tests and benchmarks.
+
+pub mod elector;
+pub mod error;
+pub mod layer;
+pub mod memory;
+pub mod name;
+pub mod record;
+pub mod store;
+
+pub use elector::{ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, Phase, Unhealthy};
+pub use error::{BoxError, Error, Result};
+pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
+pub use memory::MemoryStore;
+pub use name::LockName;
+pub use record::{FencingToken, LeaderElectionRecord};
+pub use store::{Capabilities, LeaseStore, Observed, SharedStore, Version, WriteConsistency, encode_record};
+
+/// Re-exported so stores and users name the same trait-macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,188 @@
+//! The seam: a store that holds lease records and compares-and-sets them.
+
+use crate::{error::Error, error::Result, name::LockName, record::LeaderElectionRecord};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::{fmt, sync::Arc};
+
+/// A store's compare-and-set token for one record: opaque to everyone but the store.
+///
+/// `get` returns it; `update` takes the version it expects to replace.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Version(Arc<str>);
+
+impl Version {
+    /// Wraps a store's token (a counter, a revision, an ETag).
+    #[must_use]
+    pub fn new(token: impl AsRef<str>) -> Self {
+        Self(token.as_ref().into())
+    }
+
+    /// The token as the store wrote it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({})", self.0)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A record as read from a store: the decoded record, its version and its raw bytes.
+///
+/// The elector compares raw bytes to notice any change, including changes that
+/// decode to an equal record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The decoded record.
+    pub record: LeaderElectionRecord,
+    /// The version to pass to `update`.
+    pub version: Version,
+    /// The bytes the store holds.
+    pub raw: Bytes,
+}
+
+impl Observed {
+    /// Decodes `raw` for a store, turning a malformed record into [`Error::Corrupt`]
+    /// that names the lock and the store.
+    pub fn decode(lock: &LockName, store: &dyn fmt::Display, raw: Bytes, version: Version) -> Result<Self> {
+        match LeaderElectionRecord::from_json(&raw) {
+            Ok(record) => Ok(Self { record, version, raw }),
+            Err(e) => Err(Error::Corrupt { lock: lock.clone(), store: store.to_string(), detail: e.to_string() }),
+        }
+    }
+}
+
+/// Encodes a record for a store, refusing one larger than the store can hold.
+pub fn encode_record(lock: &LockName, store: &dyn fmt::Display, rec: &LeaderElectionRecord, max_bytes: Option<usize>) -> Result<Bytes> {
+    let json = rec.to_json().map_err(|e| Error::Config(format!("lock {lock:?}: record for {store} cannot be encoded: {e}")))?;
+    if let Some(max) = max_bytes.filter(|max| json.len() > *max) {
+        return Err(Error::Config(format!("lock {lock:?}: record is {} bytes, {store} holds at most {max}", json.len())));
+    }
+    Ok(Bytes::from(json))
+}
+
+/// Whether a store's writes are conditional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteConsistency {
+    /// `update` succeeds only if the record still has the expected version, atomically.
+    AtomicCompareAndSet,
+    /// The store cannot compare-and-set: the last write wins, whatever it expected.
+    /// The elector reads before every write and checks it still holds the lease.
+    LastWriterWins,
+}
+
+/// What a store promises. The conformance suite checks each claim; the elector adapts to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Conditional writes or last-writer-wins.
+    pub consistency: WriteConsistency,
+    /// Versions of one record increase numerically with every write (etcd revisions, counters).
+    pub monotonic_versions: bool,
+    /// The store can notify standbys of a change at once (watch, LISTEN/NOTIFY).
+    pub watch: bool,
+    /// The largest record, in bytes, the store holds (`None`: no practical limit).
+    pub max_record_bytes: Option<usize>,
+}
+
+impl Capabilities {
+    /// A store with atomic compare-and-set.
+    #[must_use]
+    pub fn atomic() -> Self {
+        Self { consistency: WriteConsistency::AtomicCompareAndSet, monotonic_versions: false, watch: false, max_record_bytes: None }
+    }
+
+    /// A store whose last write wins.
+    #[must_use]
+    pub fn last_writer_wins() -> Self {
+        Self { consistency: WriteConsistency::LastWriterWins, ..Self::atomic() }
+    }
+
+    /// Declares numerically increasing versions.
+    #[must_use]
+    pub fn with_monotonic_versions(mut self, yes: bool) -> Self {
+        self.monotonic_versions = yes;
+        self
+    }
+
+    /// Declares change notifications.
+    #[must_use]
+    pub fn with_watch(mut self, yes: bool) -> Self {
+        self.watch = yes;
+        self
+    }
+
+    /// Declares a record size limit.
+    #[must_use]
+    pub fn with_max_record_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_record_bytes = max;
+        self
+    }
+
+    /// Whether `update` is an atomic compare-and-set.
+    #[must_use]
+    pub fn is_atomic(&self) -> bool {
+        self.consistency == WriteConsistency::AtomicCompareAndSet
+    }
+}
+
+/// A store of lease records: client-go's `resourcelock.Interface` with the
+/// compare-and-set token made explicit and one store serving many locks.
+///
+/// Implementations must:
+/// - `get`: return `Ok(None)` for an absent lock, [`Error::Corrupt`] for a record
+///   that does not decode (see [`Observed::decode`]);
+/// - `create`: write only if the lock is absent, else [`Error::AlreadyExists`];
+/// - `update`: write only if the record still has version `expected`, else
+///   [`Error::Conflict`] ([`Error::NotFound`] if absent). A store that cannot
+///   check says so with [`WriteConsistency::LastWriterWins`];
+/// - never overwrite a record they could not decode.
+///
+/// `Display` names the store for logs and errors and must never include a secret.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + fmt::Debug + fmt::Display {
+    /// Reads the record of `lock`, `None` if there is none.
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>>;
+    /// Creates the record of `lock`; fails with [`Error::AlreadyExists`] if present.
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version>;
+    /// Replaces the record of `lock` if it still has version `expected`; returns the new version.
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version>;
+    /// What this store promises.
+    fn capabilities(&self) -> Capabilities;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<S: LeaseStore + ?Sized> LeaseStore for $ty {
+            async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+                (**self).get(lock).await
+            }
+            async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+                (**self).create(lock, rec).await
+            }
+            async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+                (**self).update(lock, expected, rec).await
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+        }
+    };
+}
+
+forward_store!(Arc<S>);
+forward_store!(Box<S>);
+
+/// A store shared between electors and tasks.
+pub type SharedStore = Arc<dyn LeaseStore>;
