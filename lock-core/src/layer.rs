@@ -50,7 +50,12 @@ impl CallCounts {
 impl std::ops::Sub for CallCounts {
     type Output = Self;
     fn sub(self, rhs: Self) -> Self {
-        Self { get: self.get - rhs.get, create: self.create - rhs.create, update: self.update - rhs.update, errors: self.errors - rhs.errors }
+        Self {
+            get: self.get - rhs.get,
+            create: self.create - rhs.create,
+            update: self.update - rhs.update,
+            errors: self.errors - rhs.errors,
+        }
     }
 }
 
@@ -143,6 +148,7 @@ struct FaultState {
     mode: FaultMode,
     fail_next: u32,
     delay: Duration,
+    response_delay: Duration,
     fail_probability: f64,
     rng: StdRng,
     rival: Option<String>,
@@ -160,6 +166,7 @@ impl Default for Faults {
             mode: FaultMode::Healthy,
             fail_next: 0,
             delay: Duration::ZERO,
+            response_delay: Duration::ZERO,
             fail_probability: 0.0,
             rng: StdRng::seed_from_u64(0),
             rival: None,
@@ -185,6 +192,7 @@ impl Faults {
         s.mode = FaultMode::Healthy;
         s.fail_next = 0;
         s.delay = Duration::ZERO;
+        s.response_delay = Duration::ZERO;
         s.fail_probability = 0.0;
     }
 
@@ -196,6 +204,12 @@ impl Faults {
     /// Every call waits `delay` before reaching the store.
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
+    }
+
+    /// Every call's answer comes back `delay` after the store acted on it (a slow
+    /// network: the write happened, the caller does not know yet).
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.state().response_delay = delay;
     }
 
     /// Each call fails with probability `p`, drawn from a generator seeded with `seed`.
@@ -283,6 +297,14 @@ impl<S: LeaseStore> FaultyStore<S> {
         }
     }
 
+    async fn after<T>(&self, result: Result<T>) -> Result<T> {
+        let delay = self.faults.state().response_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        result
+    }
+
     async fn rival_write(&self, lock: &LockName, rival: String) -> Result<()> {
         let now = chrono::Utc::now();
         match self.inner.get(lock).await? {
@@ -308,11 +330,13 @@ impl<S: fmt::Display> fmt::Display for FaultyStore<S> {
 impl<S: LeaseStore> LeaseStore for FaultyStore<S> {
     async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
         self.before(lock).await?;
-        self.inner.get(lock).await
+        let r = self.inner.get(lock).await;
+        self.after(r).await
     }
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
         self.before(lock).await?;
-        self.inner.create(lock, rec).await
+        let r = self.inner.create(lock, rec).await;
+        self.after(r).await
     }
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
         self.before(lock).await?;
@@ -324,7 +348,8 @@ impl<S: LeaseStore> LeaseStore for FaultyStore<S> {
                 return Err(Error::Conflict { lock: lock.clone(), store: self.inner.to_string() });
             }
         }
-        self.inner.update(lock, expected, rec).await
+        let r = self.inner.update(lock, expected, rec).await;
+        self.after(r).await
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()

@@ -67,7 +67,10 @@ impl ElectorConfig {
             return fail(format!("lease duration {:?} must be a whole number of seconds (the record stores seconds)", self.lease_duration));
         }
         if self.lease_duration <= self.renew_deadline {
-            return fail(format!("lease duration ({:?}) must be greater than renew deadline ({:?})", self.lease_duration, self.renew_deadline));
+            return fail(format!(
+                "lease duration ({:?}) must be greater than renew deadline ({:?})",
+                self.lease_duration, self.renew_deadline
+            ));
         }
         if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
             return fail(format!(

@@ -24,7 +24,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::{
     sync::watch,
     task::{JoinError, JoinHandle},
-    time::{Instant, sleep, sleep_until},
+    time::{Instant, sleep_until},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -160,6 +160,17 @@ struct Term {
     task: Option<JoinHandle<()>>,
 }
 
+/// If the elector itself is dropped mid-term (its task aborted, its runtime shut
+/// down), the leader's work must not carry on unsupervised.
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.leadership.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 enum Wake {
     Timer,
     Shutdown,
@@ -226,9 +237,14 @@ impl<'a> Campaign<'a> {
         });
     }
 
-    /// client-go's isLeaseValid: judged by when *we* saw the record change, never by its renewTime.
+    /// When the observed lease expires: judged by when *we* saw the record change, never by its renewTime.
+    fn observed_expiry(&self) -> Option<Instant> {
+        self.observed.as_ref().map(|r| self.observed_time + Duration::from_secs(r.lease_duration_seconds.into()))
+    }
+
+    /// client-go's isLeaseValid.
     fn lease_valid(&self, now: Instant) -> bool {
-        self.observed.as_ref().is_some_and(|r| self.observed_time + Duration::from_secs(r.lease_duration_seconds.into()) > now)
+        self.observed_expiry().is_some_and(|expiry| expiry > now)
     }
 
     /// Runs one store call, bounded by the call timeout and by `deadline`.
@@ -278,20 +294,22 @@ impl<'a> Campaign<'a> {
         // 1. Fast path: a leader with a locally valid lease updates optimistically
         //    against the version it last wrote. Not for last-writer-wins stores, which
         //    must read to learn whether someone else wrote.
-        if self.leading && self.atomic && self.lease_valid(Instant::now()) {
-            if let (Some(old), Some(version)) = (self.observed.clone(), self.observed_version.clone()) {
-                let mut rec = old;
-                rec.holder_identity.clone_from(&me);
-                rec.lease_duration_seconds = lease;
-                rec.renew_time = Some(now);
-                rec.fencing_token = self.term_token;
-                match self.call("update", deadline, self.store().update(&lock, &version, &rec)).await {
-                    Ok(v) => {
-                        self.wrote(rec, v);
-                        return Step::Held;
-                    }
-                    Err(e) => debug!(lock = %lock, identity = %me, error = %e, "optimistic renewal failed, falling back to the slow path"),
+        if self.leading
+            && self.atomic
+            && self.lease_valid(Instant::now())
+            && let (Some(old), Some(version)) = (self.observed.clone(), self.observed_version.clone())
+        {
+            let mut rec = old;
+            rec.holder_identity.clone_from(&me);
+            rec.lease_duration_seconds = lease;
+            rec.renew_time = Some(now);
+            rec.fencing_token = self.term_token;
+            match self.call("update", deadline, self.store().update(&lock, &version, &rec)).await {
+                Ok(v) => {
+                    self.wrote(rec, v);
+                    return Step::Held;
                 }
+                Err(e) => debug!(lock = %lock, identity = %me, error = %e, "optimistic renewal failed, falling back to the slow path"),
             }
         }
         if self.leading {
@@ -384,16 +402,25 @@ impl<'a> Campaign<'a> {
             self.report_leader();
             match step {
                 Step::Held => return Some(started),
-                Step::HeldBy(holder) => debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, %holder, "lease is held and has not expired"),
+                Step::HeldBy(holder) => {
+                    debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, %holder, "lease is held and has not expired")
+                }
                 Step::Lost(holder) => debug!(lock = %self.cfg().lock, %holder, "lease taken"),
-                Step::Failed(e) => warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "failed to acquire the lease"),
+                Step::Failed(e) => {
+                    warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "failed to acquire the lease")
+                }
             }
             let jitter = rand::rng().random::<f64>() * JITTER_FACTOR;
-            let wait = self.cfg().retry_period.mul_f64(1.0 + jitter);
+            let mut wake = Instant::now() + self.cfg().retry_period.mul_f64(1.0 + jitter);
+            // Beyond client-go: look again the moment the observed lease expires
+            // rather than up to a jittered retry period later.
+            if let Some(expiry) = self.observed_expiry().filter(|e| *e > Instant::now()) {
+                wake = wake.min(expiry);
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return None,
-                () = sleep(wait) => {}
+                () = sleep_until(wake) => {}
             }
         }
     }
@@ -403,12 +430,8 @@ impl<'a> Campaign<'a> {
         // The winning write carried the new term's token.
         let token = self.observed.as_ref().and_then(|r| r.fencing_token).unwrap_or(FencingToken(self.max_token_seen));
         self.term_token = Some(token);
-        let leadership = Leadership {
-            lock: self.cfg().lock.clone(),
-            identity: self.cfg().identity.clone(),
-            token,
-            cancel: CancellationToken::new(),
-        };
+        let leadership =
+            Leadership { lock: self.cfg().lock.clone(), identity: self.cfg().identity.clone(), token, cancel: CancellationToken::new() };
         self.metrics.leader.set(1.0);
         self.metrics.acquired.increment(1);
         self.elector.health.set(Some(self.observed_time + self.cfg().lease_duration));
@@ -419,7 +442,13 @@ impl<'a> Campaign<'a> {
     }
 
     /// Waits until `until`, watching for shutdown (which starts the drain) and for the work to finish.
-    async fn wait(&self, until: Instant, term: &mut Term, shutdown: &CancellationToken, draining_until: &mut Option<Instant>) -> Option<TermEnd> {
+    async fn wait(
+        &self,
+        until: Instant,
+        term: &mut Term,
+        shutdown: &CancellationToken,
+        draining_until: &mut Option<Instant>,
+    ) -> Option<TermEnd> {
         loop {
             let draining = draining_until.is_some();
             let drain_end = draining_until.unwrap_or(until);

@@ -141,7 +141,11 @@ impl Health {
 
 impl fmt::Debug for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Health").field("lock", &self.lock).field("identity", &self.identity).field("healthy", &self.check().is_ok()).finish()
+        f.debug_struct("Health")
+            .field("lock", &self.lock)
+            .field("identity", &self.identity)
+            .field("healthy", &self.check().is_ok())
+            .finish()
     }
 }
 
@@ -151,12 +155,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leader_past_local_expiry_is_unhealthy() {
-        let health = Health {
-            lock: LockName::new("l").unwrap(),
-            identity: "me".into(),
-            tolerance: Duration::from_secs(1),
-            state: Arc::default(),
-        };
+        let health =
+            Health { lock: LockName::new("l").unwrap(), identity: "me".into(), tolerance: Duration::from_secs(1), state: Arc::default() };
         assert!(health.check().is_ok(), "a standby is healthy");
         health.set(Some(Instant::now() + Duration::from_secs(5)));
         assert!(health.check().is_ok());

@@ -234,6 +234,9 @@ fn config_validation_names_each_rule() {
 fn defaults_are_client_gos() {
     let e = LeaderElector::builder(MemoryStore::new(), lock(), ME).build().expect("defaults are valid");
     let c = e.config();
-    assert_eq!((c.lease_duration, c.renew_deadline, c.retry_period), (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2)));
+    assert_eq!(
+        (c.lease_duration, c.renew_deadline, c.retry_period),
+        (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
+    );
     assert!(c.call_timeout <= c.renew_deadline && c.release_on_cancel && c.recampaign);
 }

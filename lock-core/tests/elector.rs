@@ -1,0 +1,447 @@
+//! The elector end to end on a paused clock: renewal cost, step-down, failover,
+//! safety under faults, fencing tokens, last-writer-wins stores, corrupt records.
+
+use lock_core::{
+    CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector,
+    LeaseStore, LockName, MemoryStore, Phase, elector::metrics as names,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+const LEASE: Duration = Duration::from_secs(6);
+const RENEW: Duration = Duration::from_secs(4);
+const RETRY: Duration = Duration::from_secs(1);
+
+fn lock() -> LockName {
+    LockName::new("integration").expect("valid")
+}
+
+/// One leadership term as the leader's own work saw it.
+#[derive(Debug, Clone)]
+struct Interval {
+    who: String,
+    token: FencingToken,
+    start: Instant,
+    end: Option<Instant>,
+}
+
+type Log = Arc<Mutex<Vec<Interval>>>;
+
+/// Records the end of a term even if the work is aborted.
+struct EndGuard(Log, usize);
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let mut log = self.0.lock().expect("log");
+        log[self.1].end.get_or_insert(Instant::now());
+    }
+}
+
+struct Candidate {
+    name: String,
+    state: watch::Receiver<ElectionState>,
+    shutdown: CancellationToken,
+    task: JoinHandle<ElectionEnd>,
+}
+
+fn candidate<S: LeaseStore + 'static>(store: S, name: &str, log: &Log) -> Candidate {
+    let log = log.clone();
+    let elector = LeaderElector::builder(store, lock(), name)
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .on_started_leading(move |l| {
+            let log = log.clone();
+            async move {
+                let i = {
+                    let mut log = log.lock().expect("log");
+                    log.push(Interval { who: l.identity().into(), token: l.fencing_token(), start: Instant::now(), end: None });
+                    log.len() - 1
+                };
+                let _guard = EndGuard(log, i);
+                l.lost().await;
+            }
+        })
+        .build()
+        .expect("valid config");
+    let state = elector.subscribe();
+    let shutdown = CancellationToken::new();
+    let task = elector.spawn(shutdown.clone());
+    Candidate { name: name.into(), state, shutdown, task }
+}
+
+async fn until_leader(c: &mut Candidate) -> Instant {
+    c.state.wait_for(ElectionState::is_leader).await.expect("elector alive");
+    Instant::now()
+}
+
+async fn until_not_leader(c: &mut Candidate) -> Instant {
+    c.state.wait_for(|s| !s.is_leader()).await.expect("elector alive");
+    Instant::now()
+}
+
+fn assert_no_overlap(log: &Log) -> Vec<Interval> {
+    let mut terms = log.lock().expect("log").clone();
+    terms.sort_by_key(|t| t.start);
+    for pair in terms.windows(2) {
+        let end = pair[0].end.unwrap_or_else(|| panic!("term {:?} still open before {:?} started", pair[0], pair[1]));
+        assert!(end <= pair[1].start, "leadership overlapped: {:?} and {:?}", pair[0], pair[1]);
+    }
+    terms
+}
+
+#[tokio::test(start_paused = true)]
+async fn steady_state_renewal_is_exactly_one_store_call() {
+    let store = CountingStore::new(MemoryStore::new());
+    let log = Log::default();
+    let mut leader = candidate(store.clone(), "stalin", &log);
+    until_leader(&mut leader).await;
+    tokio::time::sleep(RETRY / 2).await;
+    let before = store.counts();
+    tokio::time::sleep(RETRY * 20).await;
+    let n = store.counts() - before;
+    assert_eq!((n.get, n.create, n.update, n.errors), (0, 0, 20, 0), "20 renewals, one update each: {n:?}");
+    leader.shutdown.cancel();
+    assert_eq!(leader.task.await.expect("task"), ElectionEnd::Shutdown);
+}
+
+async fn leader_steps_down_by_renew_deadline(mode: FaultMode) {
+    let memory = MemoryStore::new();
+    let (faulty, faults) = FaultyStore::new(memory.clone());
+    let log = Log::default();
+    let mut leader = candidate(faulty, "napoleon", &log);
+    until_leader(&mut leader).await;
+    let mut standby = candidate(memory, "cleopatra", &log);
+    tokio::time::sleep(RETRY * 5 + RETRY / 3).await;
+    faults.set_mode(mode);
+    let broke = Instant::now();
+    let stepped_down = until_not_leader(&mut leader).await;
+    assert!(stepped_down - broke <= RENEW, "{mode:?}: stepped down {:?} after the store broke", stepped_down - broke);
+    assert!(stepped_down - broke >= RENEW - RETRY, "{mode:?}: stepped down too early: {:?}", stepped_down - broke);
+    let took_over = until_leader(&mut standby).await;
+    assert!(took_over > stepped_down, "{mode:?}: the standby led before the leader stepped down");
+    assert!(took_over - broke <= LEASE + RETRY * 3, "{mode:?}: failover took {:?}", took_over - broke);
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_steps_down_by_renew_deadline_when_the_store_fails() {
+    leader_steps_down_by_renew_deadline(FaultMode::Fail).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_steps_down_by_renew_deadline_when_the_store_hangs() {
+    leader_steps_down_by_renew_deadline(FaultMode::Hang).await;
+}
+
+/// Runs `n` candidates, each through its own fault switchboard, under seeded chaos
+/// (failures, hangs, slow requests, slow responses, rival writes, crashes and
+/// restarts) until `terms` leadership terms were recorded.
+async fn chaos(seed: u64, n: usize, terms: usize) -> Vec<Interval> {
+    let memory = MemoryStore::new();
+    let log = Log::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut switches: Vec<Faults> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for i in 0..n {
+        let (store, faults) = FaultyStore::new(memory.clone());
+        candidates.push(candidate(store, &format!("candidate-{i}"), &log));
+        switches.push(faults);
+    }
+    let started = Instant::now();
+    while log.lock().expect("log").len() < terms {
+        assert!(started.elapsed() < Duration::from_secs(24 * 3600), "only {} terms in a simulated day", log.lock().expect("log").len());
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..15_000))).await;
+        let i = rng.random_range(0..n);
+        let faults = &switches[i];
+        faults.heal();
+        match rng.random_range(0..7) {
+            0 => faults.set_mode(FaultMode::Fail),
+            1 => faults.set_mode(FaultMode::Hang),
+            2 => faults.set_delay(Duration::from_millis(rng.random_range(100..3_000))),
+            3 => faults.set_response_delay(Duration::from_millis(rng.random_range(100..3_000))),
+            4 => faults.set_fail_probability(0.5, rng.random()),
+            5 => faults.rival_overwrite_next(format!("rival-{}", rng.random::<u16>())),
+            _ => {
+                // Crash without release, then restart with the same identity.
+                let old = candidates.swap_remove(i);
+                old.task.abort();
+                let _ = old.task.await;
+                let (store, faults) = FaultyStore::new(memory.clone());
+                candidates.push(candidate(store, &old.name, &log));
+                let last = candidates.len() - 1;
+                candidates.swap(i, last);
+                switches[i] = faults;
+            }
+        }
+    }
+    for c in &candidates {
+        c.shutdown.cancel();
+    }
+    for c in candidates {
+        assert_eq!(c.task.await.expect("elector task"), ElectionEnd::Shutdown);
+    }
+    assert_no_overlap(&log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_two_leadership_intervals_overlap_under_faults() {
+    for seed in 1..=3 {
+        let terms = chaos(seed, 3, 30).await;
+        let leaders: std::collections::BTreeSet<_> = terms.iter().map(|t| t.who.as_str()).collect();
+        assert!(leaders.len() >= 2, "seed {seed}: leadership never moved: {leaders:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fencing_tokens_strictly_increase_across_100_randomized_terms() {
+    let terms = chaos(42, 4, 100).await;
+    assert!(terms.len() >= 100);
+    for pair in terms.windows(2) {
+        assert!(pair[0].token < pair[1].token, "token did not increase: {:?} then {:?}", pair[0], pair[1]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rival_overwrite_on_a_last_writer_wins_store_is_detected_within_one_retry_period() {
+    let store = MemoryStore::last_writer_wins();
+    let log = Log::default();
+    let mut leader = candidate(store.clone(), "stalin", &log);
+    until_leader(&mut leader).await;
+    tokio::time::sleep(RETRY * 3 + RETRY / 2).await;
+    let seen = store.get(&lock()).await.expect("get").expect("present");
+    let rival = LeaderElectionRecord::new("usurper", 60, chrono::Utc::now());
+    store.update(&lock(), &seen.version, &rival).await.expect("a last-writer-wins store takes any write");
+    let overwritten = Instant::now();
+    let noticed = until_not_leader(&mut leader).await;
+    assert!(noticed - overwritten <= RETRY, "noticed after {:?}", noticed - overwritten);
+    assert_eq!(leader.state.borrow().leader.as_deref(), Some("usurper"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_record_is_reported_and_never_overwritten() {
+    let store = CountingStore::new(MemoryStore::new());
+    store.inner().put_raw(&lock(), &b"{\"holderIdentity\": not json"[..]);
+    let log = Log::default();
+    let mut c = candidate(store.clone(), "napoleon", &log);
+    tokio::time::sleep(LEASE * 10).await;
+    let state = c.state.borrow_and_update().clone();
+    assert_eq!(state.phase, Phase::Candidate);
+    let error = state.last_error.expect("the failure is published");
+    assert!(error.contains("corrupt") && error.contains("\"integration\"") && error.contains("memory store"), "{error}");
+    assert_eq!(store.inner().raw(&lock()).as_deref(), Some(&b"{\"holderIdentity\": not json"[..]), "left untouched");
+    assert_eq!(store.counts().writes(), 0, "no write was even attempted");
+    assert!(log.lock().expect("log").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_release_hands_over_within_2_2_retry_periods() {
+    let store = MemoryStore::new();
+    let log = Log::default();
+    let mut first = candidate(store.clone(), "napoleon", &log);
+    until_leader(&mut first).await;
+    let mut second = candidate(store.clone(), "cleopatra", &log);
+    tokio::time::sleep(RETRY * 5).await;
+    first.shutdown.cancel();
+    let released = Instant::now();
+    assert_eq!(first.task.await.expect("task"), ElectionEnd::Shutdown);
+    let took_over = until_leader(&mut second).await;
+    assert!(took_over - released <= RETRY.mul_f64(2.2), "handover took {:?}", took_over - released);
+    let rec = LeaderElectionRecord::from_json(&store.raw(&lock()).expect("present")).expect("decodes");
+    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), ("cleopatra", 1));
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_the_work_while_renewing_then_releases() {
+    let store = MemoryStore::new();
+    let drained = Arc::new(Mutex::new(None));
+    let d = drained.clone();
+    let elector = LeaderElector::builder(store.clone(), lock(), "stalin")
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .drain_timeout(Duration::from_secs(30))
+        .on_started_leading(move |l| {
+            let d = d.clone();
+            async move {
+                l.lost().await;
+                tokio::time::sleep(Duration::from_secs(12)).await; // finishing the batch
+                *d.lock().expect("drained") = Some(Instant::now());
+            }
+        })
+        .build()
+        .expect("config");
+    let mut state = elector.subscribe();
+    let shutdown = CancellationToken::new();
+    let task = elector.spawn(shutdown.clone());
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    shutdown.cancel();
+    let asked = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rec = LeaderElectionRecord::from_json(&store.raw(&lock()).expect("present")).expect("decodes");
+    assert_eq!(rec.holder_identity, "stalin", "still held (and renewed past the lease) while draining");
+    assert_eq!(task.await.expect("task"), ElectionEnd::Shutdown);
+    let done = drained.lock().expect("drained").expect("work finished");
+    assert_eq!(done - asked, Duration::from_secs(12));
+    let rec = LeaderElectionRecord::from_json(&store.raw(&lock()).expect("present")).expect("decodes");
+    assert_eq!(rec.holder_identity, "", "released after the drain");
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_that_ignores_shutdown_is_aborted_at_the_drain_timeout() {
+    let store = MemoryStore::new();
+    let elector = LeaderElector::builder(store.clone(), lock(), "stalin")
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .drain_timeout(Duration::from_secs(3))
+        .on_started_leading(|_| std::future::pending())
+        .build()
+        .expect("config");
+    let mut state = elector.subscribe();
+    let shutdown = CancellationToken::new();
+    let task = elector.spawn(shutdown.clone());
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    shutdown.cancel();
+    let asked = Instant::now();
+    assert_eq!(task.await.expect("task"), ElectionEnd::Shutdown);
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    let rec = LeaderElectionRecord::from_json(&store.raw(&lock()).expect("present")).expect("decodes");
+    assert_eq!(rec.holder_identity, "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_recampaigns_after_loss_with_a_higher_token() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let log = Log::default();
+    let mut c = candidate(store, "napoleon", &log);
+    until_leader(&mut c).await;
+    let first = c.state.borrow().fencing_token.expect("token");
+    faults.set_mode(FaultMode::Fail);
+    until_not_leader(&mut c).await;
+    faults.heal();
+    until_leader(&mut c).await;
+    let second = c.state.borrow().fencing_token.expect("token");
+    assert!(second > first, "{second} after {first}");
+    assert_eq!(log.lock().expect("log").len(), 2);
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_recampaign_run_ends_when_leadership_is_lost() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let stopped = Arc::new(Mutex::new(0));
+    let s = stopped.clone();
+    let elector = LeaderElector::builder(store, lock(), "napoleon")
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .recampaign(false)
+        .on_stopped_leading(move || *s.lock().expect("stopped") += 1)
+        .build()
+        .expect("config");
+    let mut state = elector.subscribe();
+    let task = elector.spawn(CancellationToken::new());
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    faults.set_mode(FaultMode::Fail);
+    let end = task.await.expect("task");
+    assert!(matches!(&end, ElectionEnd::LostLeadership { reason } if reason.contains("renew deadline")), "{end:?}");
+    assert_eq!(*stopped.lock().expect("stopped"), 1);
+    assert_eq!(state.borrow().phase, Phase::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_candidate_learns_the_leader() {
+    let store = MemoryStore::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    let shutdown = CancellationToken::new();
+    for name in ["napoleon", "cleopatra", "stalin"] {
+        let seen = seen.clone();
+        let elector = LeaderElector::builder(store.clone(), lock(), name)
+            .lease_duration(LEASE)
+            .renew_deadline(RENEW)
+            .retry_period(RETRY)
+            .on_new_leader(move |leader| seen.lock().expect("seen").push((name, leader.to_string())))
+            .build()
+            .expect("config");
+        tasks.push(elector.spawn(shutdown.clone()));
+    }
+    tokio::time::sleep(RETRY * 3).await;
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let leader = &seen[0].1;
+    assert!(seen.iter().all(|(_, l)| l == leader), "{seen:?}");
+    shutdown.cancel();
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_and_metrics_follow_leadership() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let elector = LeaderElector::builder(store, lock(), "stalin")
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .build()
+        .expect("config");
+    let health = elector.health();
+    let mut state = elector.subscribe();
+    let shutdown = CancellationToken::new();
+    let task = elector.spawn(shutdown.clone());
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    faults.conflict_next_updates(1); // one renewal goes the slow way
+    tokio::time::sleep(RETRY * 5).await;
+    assert!(health.check().is_ok(), "a renewing leader is healthy");
+
+    let metrics: std::collections::HashMap<String, DebugValue> =
+        snapshotter.snapshot().into_vec().into_iter().map(|(key, _, _, value)| (key.key().name().to_string(), value)).collect();
+    assert!(matches!(metrics.get(names::LEADER), Some(DebugValue::Gauge(v)) if v.0 == 1.0), "{metrics:?}");
+    assert!(matches!(metrics.get(names::SLOW_PATH), Some(DebugValue::Counter(1))), "{metrics:?}");
+    assert!(matches!(metrics.get(names::ACQUIRED), Some(DebugValue::Counter(1))), "{metrics:?}");
+    assert!(matches!(metrics.get(names::RENEW_SECONDS), Some(DebugValue::Histogram(h)) if h.len() >= 4), "{metrics:?}");
+    assert!(matches!(metrics.get(names::LEASE_REMAINING_SECONDS), Some(DebugValue::Gauge(v)) if v.0 > 0.0), "{metrics:?}");
+    shutdown.cancel();
+    task.await.expect("task");
+    let leader = snapshotter.snapshot().into_vec().into_iter().find(|(k, ..)| k.key().name() == names::LEADER).map(|(.., v)| v);
+    assert!(matches!(leader, Some(DebugValue::Gauge(v)) if v.0 == 0.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_without_release_fails_over_within_lease_plus_2_2_retry_periods() {
+    let bound = LEASE + RETRY.mul_f64(2.2);
+    let mut worst = Duration::ZERO;
+    for round in 0..20u64 {
+        let store = MemoryStore::new();
+        let log = Log::default();
+        let mut leader = candidate(store.clone(), "stalin", &log);
+        until_leader(&mut leader).await;
+        let mut standbys = [candidate(store.clone(), "napoleon", &log), candidate(store.clone(), "cleopatra", &log)];
+        // Crash at a different phase of the renewal cycle each round.
+        tokio::time::sleep(RETRY * 4 + RETRY.mul_f64(round as f64 / 20.0)).await;
+        leader.task.abort();
+        let crashed = Instant::now();
+        let [a, b] = &mut standbys;
+        let took_over = tokio::select! { t = until_leader(a) => t, t = until_leader(b) => t };
+        worst = worst.max(took_over - crashed);
+        assert!(took_over - crashed <= bound, "round {round}: failover took {:?}, bound {bound:?}", took_over - crashed);
+        for s in standbys {
+            s.shutdown.cancel();
+            s.task.await.expect("task");
+        }
+        assert_no_overlap(&log);
+    }
+    assert!(worst > LEASE, "a crash cannot fail over before the lease expires: {worst:?}");
+}
