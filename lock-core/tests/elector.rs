@@ -423,24 +423,21 @@ async fn health_and_metrics_follow_leadership() {
 async fn crash_without_release_fails_over_within_lease_plus_2_2_retry_periods() {
     let bound = LEASE + RETRY.mul_f64(2.2);
     let mut worst = Duration::ZERO;
-    for round in 0..20u64 {
+    for round in 0..50u64 {
         let store = MemoryStore::new();
         let log = Log::default();
         let mut leader = candidate(store.clone(), "stalin", &log);
         until_leader(&mut leader).await;
-        let mut standbys = [candidate(store.clone(), "napoleon", &log), candidate(store.clone(), "cleopatra", &log)];
+        let mut standby = candidate(store.clone(), "napoleon", &log);
         // Crash at a different phase of the renewal cycle each round.
-        tokio::time::sleep(RETRY * 4 + RETRY.mul_f64(round as f64 / 20.0)).await;
+        tokio::time::sleep(RETRY * 4 + RETRY.mul_f64((round % 10) as f64 / 10.0)).await;
         leader.task.abort();
         let crashed = Instant::now();
-        let [a, b] = &mut standbys;
-        let took_over = tokio::select! { t = until_leader(a) => t, t = until_leader(b) => t };
+        let took_over = until_leader(&mut standby).await;
         worst = worst.max(took_over - crashed);
         assert!(took_over - crashed <= bound, "round {round}: failover took {:?}, bound {bound:?}", took_over - crashed);
-        for s in standbys {
-            s.shutdown.cancel();
-            s.task.await.expect("task");
-        }
+        standby.shutdown.cancel();
+        standby.task.await.expect("task");
         assert_no_overlap(&log);
     }
     assert!(worst > LEASE, "a crash cannot fail over before the lease expires: {worst:?}");
