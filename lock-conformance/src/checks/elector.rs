@@ -1,0 +1,367 @@
+//! Elector-level checks: real electors, real time, short durations, the store under test.
+
+/// The level of every check in this module.
+pub const LEVEL: crate::Level = crate::Level::Elector;
+
+use crate::{
+    ensure,
+    harness::{CheckResult, Failure, Observation, StoreHarness, Timing, unique_lock},
+};
+use lock_core::{
+    ElectionEnd, ElectionState, FaultMode, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, LockName, SharedStore,
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in a check may take before the check fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One leadership term, as the leader's own work saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Term {
+    pub(crate) who: String,
+    pub(crate) token: FencingToken,
+    pub(crate) start: Instant,
+    pub(crate) end: Option<Instant>,
+}
+
+pub(crate) type Terms = Arc<Mutex<Vec<Term>>>;
+
+struct EndOnDrop(Terms, usize);
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut terms) = self.0.lock() {
+            terms[self.1].end.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+pub(crate) struct Candidate {
+    pub(crate) name: String,
+    pub(crate) state: watch::Receiver<ElectionState>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task: JoinHandle<ElectionEnd>,
+}
+
+impl Candidate {
+    pub(crate) fn spawn(store: SharedStore, lock: &LockName, name: &str, t: Timing, terms: &Terms) -> Result<Self, Failure> {
+        let terms = terms.clone();
+        let elector = LeaderElector::builder(store, lock.clone(), name)
+            .lease_duration(t.lease)
+            .renew_deadline(t.renew_deadline)
+            .retry_period(t.retry_period)
+            .on_started_leading(move |l| {
+                let terms = terms.clone();
+                async move {
+                    let i = match terms.lock() {
+                        Ok(mut terms) => {
+                            terms.push(Term { who: l.identity().into(), token: l.fencing_token(), start: Instant::now(), end: None });
+                            terms.len() - 1
+                        }
+                        Err(_) => return,
+                    };
+                    let _end = EndOnDrop(terms, i);
+                    l.lost().await;
+                }
+            })
+            .build()
+            .map_err(|e| Failure(format!("elector config rejected: {e}")))?;
+        let state = elector.subscribe();
+        let shutdown = CancellationToken::new();
+        let task = elector.spawn(shutdown.clone());
+        Ok(Self { name: name.into(), state, shutdown, task })
+    }
+
+    pub(crate) async fn until(&mut self, what: &str, f: impl FnMut(&ElectionState) -> bool) -> Result<Instant, Failure> {
+        let waited = tokio::time::timeout(PATIENCE, self.state.wait_for(f)).await.map(|r| r.map(drop));
+        match waited {
+            Ok(Ok(())) => Ok(Instant::now()),
+            Ok(Err(_)) => Err(Failure(format!("{}'s elector stopped while waiting for it to {what}", self.name))),
+            Err(_) => Err(Failure(format!("{} did not {what} within {PATIENCE:?}; last state {:?}", self.name, *self.state.borrow()))),
+        }
+    }
+
+    pub(crate) fn crash(&self) {
+        self.task.abort();
+    }
+
+    pub(crate) async fn stop(self) -> Result<(), Failure> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(PATIENCE, self.task).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_cancelled() => Ok(()),
+            Ok(Err(e)) => Err(Failure(format!("{}'s elector panicked: {e}", self.name))),
+            Err(_) => Err(Failure(format!("{}'s elector did not stop within {PATIENCE:?}", self.name))),
+        }
+    }
+}
+
+async fn stop_all(candidates: Vec<Candidate>) -> Result<(), Failure> {
+    for c in candidates {
+        c.stop().await?;
+    }
+    Ok(())
+}
+
+/// Waits until exactly one candidate leads and returns its index.
+async fn one_leader(candidates: &mut [Candidate]) -> Result<usize, Failure> {
+    let started = Instant::now();
+    loop {
+        let leaders: Vec<usize> = candidates.iter().enumerate().filter(|(_, c)| c.state.borrow().is_leader()).map(|(i, _)| i).collect();
+        if leaders.len() == 1 {
+            return Ok(leaders[0]);
+        }
+        ensure!(started.elapsed() < PATIENCE, "no single leader within {PATIENCE:?}: {} lead", leaders.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The slowest of a few `get`s: the slack added to timing bounds for this store.
+async fn store_latency(h: &dyn StoreHarness, lock: &LockName) -> Result<Duration, Failure> {
+    let store = h.connect().await?;
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        store.get(lock).await?;
+        worst = worst.max(t.elapsed());
+    }
+    Ok(worst)
+}
+
+/// Pairs of terms that overlapped in time.
+pub(crate) fn overlaps(terms: &Terms) -> Vec<(Term, Term)> {
+    let mut terms = terms.lock().map(|t| t.clone()).unwrap_or_default();
+    terms.sort_by_key(|t| t.start);
+    let mut found = Vec::new();
+    for (i, a) in terms.iter().enumerate() {
+        for b in &terms[i + 1..] {
+            if a.end.is_none_or(|end| end > b.start) {
+                found.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn is_atomic(store: &SharedStore) -> bool {
+    store.capabilities().is_atomic()
+}
+
+/// One candidate alone acquires the lock, holds it, and releases it on shutdown.
+pub async fn one_candidate_acquires(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("one-candidate"), Terms::default());
+    let store = h.connect().await?;
+    let started = Instant::now();
+    let mut c = Candidate::spawn(store.clone(), &lock, "stalin", t, &terms)?;
+    let led = c.until("lead", ElectionState::is_leader).await?;
+    tokio::time::sleep(t.retry_period * 3).await;
+    ensure!(c.state.borrow().is_leader(), "stalin stopped leading with no rival: {:?}", *c.state.borrow());
+    let seen = store.get(&lock).await?.ok_or_else(|| Failure("no record after acquiring".into()))?;
+    ensure!(seen.record.holder_identity == "stalin", "record names {:?}", seen.record.holder_identity);
+    ensure!(seen.record.fencing_token.is_some(), "record carries no fencing token");
+    c.stop().await?;
+    let seen = store.get(&lock).await?.ok_or_else(|| Failure("record vanished on release".into()))?;
+    ensure!(seen.record.holder_identity.is_empty(), "after shutdown the record still names {:?}", seen.record.holder_identity);
+    Ok(Observation::default().figure("acquire_seconds", (led - started).as_secs_f64()))
+}
+
+/// Five candidates: exactly one leads and every other learns who.
+pub async fn five_candidates_elect_exactly_one(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("five"), Terms::default());
+    let mut candidates = Vec::new();
+    for name in ["napoleon", "cleopatra", "stalin", "genghis", "boudica"] {
+        candidates.push(Candidate::spawn(h.connect().await?, &lock, name, t, &terms)?);
+    }
+    let leader = one_leader(&mut candidates).await?;
+    let name = candidates[leader].name.clone();
+    let latency = store_latency(h, &lock).await?;
+    tokio::time::sleep(t.retry_period.mul_f64(2.2) + latency * 2).await;
+    for c in &candidates {
+        let s = c.state.borrow().clone();
+        ensure!(s.is_leader() == (c.name == name), "{} leads too ({s:?}) besides {name}", c.name);
+        ensure!(s.leader.as_deref() == Some(name.as_str()), "{} thinks the leader is {:?}, not {name}", c.name, s.leader);
+    }
+    let found = overlaps(&terms);
+    stop_all(candidates).await?;
+    if is_atomic(&h.connect().await?) {
+        ensure!(found.is_empty(), "leadership terms overlapped: {found:?}");
+    }
+    Ok(Observation::default().figure("overlapping_terms", found.len() as f64))
+}
+
+/// The leader crashes without releasing: a standby leads within lease + 2.2 × retry period (+ store latency).
+pub async fn crash_fails_over_within_bound(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("crash"), Terms::default());
+    let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
+    leader.until("lead", ElectionState::is_leader).await?;
+    let mut standbys = vec![
+        Candidate::spawn(h.connect().await?, &lock, "napoleon", t, &terms)?,
+        Candidate::spawn(h.connect().await?, &lock, "cleopatra", t, &terms)?,
+    ];
+    let latency = store_latency(h, &lock).await?;
+    tokio::time::sleep(t.lease).await;
+    leader.crash();
+    let crashed = Instant::now();
+    let next = one_leader(&mut standbys).await?;
+    let failover = crashed.elapsed();
+    let bound = t.lease + t.retry_period.mul_f64(2.2) + latency * 4;
+    let found = overlaps(&terms);
+    let _ = leader.stop().await;
+    stop_all(standbys).await?;
+    ensure!(
+        failover >= t.lease.saturating_sub(t.retry_period.mul_f64(2.2)),
+        "a standby took over {failover:?} after the crash, before the lease could expire"
+    );
+    ensure!(failover <= bound, "failover took {failover:?}, over its bound {bound:?} (lease + 2.2 × retry + 4 × latency {latency:?})");
+    ensure!(found.is_empty(), "terms overlapped: {found:?}");
+    Ok(Observation::default()
+        .figure("failover_seconds", failover.as_secs_f64())
+        .figure("failover_bound_seconds", bound.as_secs_f64())
+        .note(format!("next leader was candidate {next}")))
+}
+
+/// A leader that shuts down gracefully releases; a standby leads within about 2.2 × retry period.
+pub async fn graceful_release_hands_over_quickly(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("release"), Terms::default());
+    let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
+    leader.until("lead", ElectionState::is_leader).await?;
+    let mut standby = Candidate::spawn(h.connect().await?, &lock, "napoleon", t, &terms)?;
+    let latency = store_latency(h, &lock).await?;
+    tokio::time::sleep(t.retry_period * 3).await;
+    let asked = Instant::now();
+    leader.stop().await?;
+    let took_over = standby.until("lead", ElectionState::is_leader).await?;
+    let handover = took_over - asked;
+    let bound = t.retry_period.mul_f64(2.2) + latency * 4;
+    standby.stop().await?;
+    ensure!(handover <= bound, "handover after a release took {handover:?}, over {bound:?}: is the release written?");
+    Ok(Observation::default().figure("handover_seconds", handover.as_secs_f64()).figure("handover_bound_seconds", bound.as_secs_f64()))
+}
+
+async fn step_down_when_store_breaks(h: &dyn StoreHarness, mode: FaultMode) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("broken-store"), Terms::default());
+    let (faulty, faults) = FaultyStore::new(h.connect().await?);
+    let mut leader = Candidate::spawn(Arc::new(faulty), &lock, "stalin", t, &terms)?;
+    leader.until("lead", ElectionState::is_leader).await?;
+    let mut standby = Candidate::spawn(h.connect().await?, &lock, "napoleon", t, &terms)?;
+    let latency = store_latency(h, &lock).await?;
+    tokio::time::sleep(t.retry_period * 3 + t.retry_period / 3).await;
+    faults.set_mode(mode);
+    let broke = Instant::now();
+    let stepped_down = leader.until("step down", |s| !s.is_leader()).await?;
+    let took_over = standby.until("lead", ElectionState::is_leader).await?;
+    faults.heal();
+    let found = overlaps(&terms);
+    leader.stop().await?;
+    standby.stop().await?;
+    let after = stepped_down - broke;
+    ensure!(
+        after <= t.renew_deadline + latency,
+        "{mode:?}: the leader stepped down {after:?} after its store broke, past the renew deadline {:?}",
+        t.renew_deadline
+    );
+    ensure!(took_over >= stepped_down, "{mode:?}: the standby led before the leader stepped down");
+    ensure!(found.is_empty(), "{mode:?}: terms overlapped: {found:?}");
+    Ok(Observation::default()
+        .figure("step_down_seconds", after.as_secs_f64())
+        .figure("takeover_seconds", (took_over - broke).as_secs_f64()))
+}
+
+/// The leader's store calls fail: it steps down by the renew deadline, before anyone else can lead.
+pub async fn failing_store_makes_the_leader_step_down(h: &dyn StoreHarness) -> CheckResult {
+    step_down_when_store_breaks(h, FaultMode::Fail).await
+}
+
+/// The leader's store calls hang: per-call timeouts still make it step down by the renew deadline.
+pub async fn hanging_store_makes_the_leader_step_down(h: &dyn StoreHarness) -> CheckResult {
+    step_down_when_store_breaks(h, FaultMode::Hang).await
+}
+
+/// Four candidates under injected faults for several leases: no two terms overlap.
+pub async fn leadership_intervals_never_overlap(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("overlap"), Terms::default());
+    let mut candidates = Vec::new();
+    let mut switches = Vec::new();
+    for i in 0..4 {
+        let (faulty, faults) = FaultyStore::new(h.connect().await?);
+        candidates.push(Candidate::spawn(Arc::new(faulty), &lock, &format!("candidate-{i}"), t, &terms)?);
+        switches.push(faults);
+    }
+    let seed: u64 = rand::random();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let until = Instant::now() + t.lease * 6;
+    while Instant::now() < until {
+        use rand::Rng;
+        tokio::time::sleep(t.retry_period * rng.random_range(1..6)).await;
+        let faults = &switches[rng.random_range(0..switches.len())];
+        faults.heal();
+        match rng.random_range(0..4) {
+            0 => faults.set_mode(FaultMode::Fail),
+            1 => faults.set_mode(FaultMode::Hang),
+            2 => faults.set_response_delay(t.retry_period),
+            _ => {}
+        }
+    }
+    switches.iter().for_each(lock_core::Faults::heal);
+    let found = overlaps(&terms);
+    let n = terms.lock().map(|t| t.len()).unwrap_or(0);
+    stop_all(candidates).await?;
+    if is_atomic(&h.connect().await?) {
+        ensure!(found.is_empty(), "seed {seed}: terms overlapped: {found:?}");
+    }
+    ensure!(n >= 1, "seed {seed}: nobody led");
+    Ok(Observation::default().figure("terms", n as f64).figure("overlapping_terms", found.len() as f64))
+}
+
+/// Fencing tokens strictly increase across terms won by releases and by crashes.
+pub async fn fencing_tokens_strictly_increase(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("tokens"), Terms::default());
+    for round in 0..6 {
+        let mut c = Candidate::spawn(h.connect().await?, &lock, &format!("leader-{}", round % 2), t, &terms)?;
+        c.until("lead", ElectionState::is_leader).await?;
+        if round == 3 {
+            c.crash(); // the next term must still get a higher token after an unreleased lease
+            let _ = c.stop().await;
+        } else {
+            c.stop().await?;
+        }
+    }
+    let mut terms = terms.lock().map(|t| t.clone()).unwrap_or_default();
+    terms.sort_by_key(|t| t.start);
+    ensure!(terms.len() == 6, "expected 6 terms, saw {}", terms.len());
+    for pair in terms.windows(2) {
+        ensure!(
+            pair[0].token < pair[1].token,
+            "fencing token went from {} ({}) to {} ({})",
+            pair[0].token,
+            pair[0].who,
+            pair[1].token,
+            pair[1].who
+        );
+    }
+    Ok(Observation::default())
+}
+
+/// A rival writes the record behind the leader's back: the leader notices at its next renewal.
+pub async fn rival_overwrite_is_detected_at_next_renewal(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("rival"), Terms::default());
+    let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
+    leader.until("lead", ElectionState::is_leader).await?;
+    let latency = store_latency(h, &lock).await?;
+    tokio::time::sleep(t.retry_period * 2 + t.retry_period / 2).await;
+    let rival = LeaderElectionRecord::new("usurper", 60, chrono::Utc::now());
+    h.put_raw(&lock, &rival.to_json().map_err(|e| Failure(e.to_string()))?).await?;
+    let written = Instant::now();
+    let noticed = leader.until("notice the usurper", |s| !s.is_leader()).await?;
+    let leader_seen = leader.state.borrow().leader.clone();
+    leader.stop().await?;
+    let after = noticed - written;
+    let bound = t.retry_period + latency * 3;
+    ensure!(after <= bound, "the leader noticed the overwrite after {after:?}, over one retry period {:?}", t.retry_period);
+    ensure!(leader_seen.as_deref() == Some("usurper"), "the leader's state names {leader_seen:?}, not the usurper");
+    Ok(Observation::default().figure("rival_detected_seconds", after.as_secs_f64()))
+}

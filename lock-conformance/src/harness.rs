@@ -1,0 +1,162 @@
+//! What the suite needs from a store under test, and how each check reports.
+
+use async_trait::async_trait;
+use lock_core::{LockName, MemoryStore, SharedStore};
+use std::{fmt, sync::Arc, time::Duration};
+
+/// A store under test, as the suite sees it.
+///
+/// `connect` hands out clients of the store (each as a separate process would
+/// have); `put_raw` and `raw` reach the stored bytes behind the store's back, to
+/// plant corrupt or foreign records and to check they were left untouched.
+#[async_trait]
+pub trait StoreHarness: Send + Sync {
+    /// A client of the store under test.
+    async fn connect(&self) -> lock_core::Result<SharedStore>;
+
+    /// Writes `raw` as the record of `lock`, bypassing the store's encoding.
+    async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> lock_core::Result<()>;
+
+    /// The bytes held for `lock`, read bypassing the store's decoding.
+    async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>>;
+
+    /// Durations for the elector checks; slow stores may ask for longer ones.
+    fn timing(&self) -> Timing {
+        Timing::default()
+    }
+}
+
+#[async_trait]
+impl<H: StoreHarness + ?Sized> StoreHarness for Arc<H> {
+    async fn connect(&self) -> lock_core::Result<SharedStore> {
+        (**self).connect().await
+    }
+    async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> lock_core::Result<()> {
+        (**self).put_raw(lock, raw).await
+    }
+    async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
+        (**self).raw(lock).await
+    }
+    fn timing(&self) -> Timing {
+        (**self).timing()
+    }
+}
+
+/// The elector durations the checks use: short, so the suite runs in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Lease duration (whole seconds).
+    pub lease: Duration,
+    /// Renew deadline.
+    pub renew_deadline: Duration,
+    /// Retry period.
+    pub retry_period: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { lease: Duration::from_secs(2), renew_deadline: Duration::from_millis(1500), retry_period: Duration::from_millis(300) }
+    }
+}
+
+/// The harness of a [`MemoryStore`]: the reference every other store is compared with.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHarness {
+    store: MemoryStore,
+}
+
+impl MemoryHarness {
+    /// A harness over a fresh atomic memory store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A harness over a given memory store (e.g. [`MemoryStore::last_writer_wins`]).
+    #[must_use]
+    pub fn with_store(store: MemoryStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl StoreHarness for MemoryHarness {
+    async fn connect(&self) -> lock_core::Result<SharedStore> {
+        Ok(Arc::new(self.store.clone()))
+    }
+    async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> lock_core::Result<()> {
+        self.store.put_raw(lock, raw.to_vec());
+        Ok(())
+    }
+    async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
+        Ok(self.store.raw(lock).map(|b| b.to_vec()))
+    }
+}
+
+/// Why a check failed: a sentence saying what was expected and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<lock_core::Error> for Failure {
+    fn from(e: lock_core::Error) -> Self {
+        Self(format!("unexpected store error: {e}"))
+    }
+}
+
+/// What a passing check observed, for the semantics report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Named figures (seconds, counts) the check measured.
+    pub figures: Vec<(&'static str, f64)>,
+    /// Notes on behaviour the store's capabilities allow (e.g. lost updates on a last-writer-wins store).
+    pub notes: Vec<String>,
+}
+
+impl Observation {
+    /// Adds a figure.
+    #[must_use]
+    pub fn figure(mut self, name: &'static str, value: f64) -> Self {
+        self.figures.push((name, value));
+        self
+    }
+
+    /// Adds a note.
+    #[must_use]
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// The figure called `name`, if measured.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.figures.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// The result of one check.
+pub type CheckResult = Result<Observation, Failure>;
+
+/// Fails the check with a formatted message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::Failure(format!($($fmt)+)));
+        }
+    };
+}
+
+/// A lock name unique to one run of one check, so checks can share a store.
+pub fn unique_lock(check: &str) -> LockName {
+    let suffix: u32 = rand::random();
+    LockName::new(format!("conformance/{check}/{suffix:08x}")).expect("check names make valid lock names")
+}
