@@ -104,14 +104,12 @@ impl LeaseStore for MemoryStore {
             None => return Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
             Some((current_raw, v)) => (current_raw.clone(), *v),
         };
-        if !self.last_writer_wins {
-            if current.1.to_string() != expected.as_str() {
-                return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
-            }
-            // Never overwrite what we could not read, even with a matching version.
-            if let Err(e) = LeaderElectionRecord::from_json(&current.0) {
-                return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
-            }
+        if !self.last_writer_wins && current.1.to_string() != expected.as_str() {
+            return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
+        }
+        // Never overwrite what we could not read, whatever the version.
+        if let Err(e) = LeaderElectionRecord::from_json(&current.0) {
+            return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
         }
         inner.next_version += 1;
         let v = inner.next_version;

@@ -323,6 +323,7 @@ pub async fn fencing_tokens_strictly_increase(h: &dyn StoreHarness) -> CheckResu
     for round in 0..6 {
         let mut c = Candidate::spawn(h.connect().await?, &lock, &format!("leader-{}", round % 2), t, &terms)?;
         c.until("lead", ElectionState::is_leader).await?;
+        tokio::time::sleep(t.retry_period).await; // let the term's work start and record it
         if round == 3 {
             c.crash(); // the next term must still get a higher token after an unreleased lease
             let _ = c.stop().await;

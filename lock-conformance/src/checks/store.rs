@@ -246,6 +246,8 @@ pub async fn read_modify_write_increments_are_not_lost(h: &dyn StoreHarness) -> 
                     let seen = store.get(&lock).await?.ok_or_else(|| Error::NotFound { lock: lock.clone(), store: store.to_string() })?;
                     let mut rec = seen.record;
                     rec.leader_transitions += 1;
+                    // Leave a window between read and write, as a network round trip would.
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     match store.update(&lock, &seen.version, &rec).await {
                         Ok(_) => break,
                         Err(Error::Conflict { .. }) => conflicts += 1,
