@@ -19,6 +19,7 @@
 //! believed they won. A claim is checked, not trusted.
 
 pub mod checks;
+pub mod fixtures;
 pub mod harness;
 
 pub use checks::CHECKS;

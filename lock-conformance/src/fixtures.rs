@@ -1,0 +1,275 @@
+//! Store fixtures: an endpoint from the environment, else a container from a pinned image.
+//!
+//! Each backend's fixture resolves its store in this order:
+//! 1. an already running endpoint named by `LOCK_TEST_<STORE>_…` (see each function);
+//! 2. a container started with testcontainers from the official image pinned here,
+//!    or from `LOCK_TEST_<STORE>_IMAGE` (e.g. the locally built images of
+//!    `scripts/offline-images` where no registry is reachable).
+//!
+//! Ports are published on 127.0.0.1 only. One container per store per test binary:
+//! it is started on first use and removed by id when the test process exits (a small
+//! watcher process waits for the test process and then runs `docker rm -f`).
+//! A fixture that cannot find or start its store returns an error: checks fail
+//! loudly, they never skip.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::TcpListener,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+use testcontainers::{
+    ContainerAsync, GenericImage, ImageExt,
+    bollard::models::PortBinding,
+    core::{IntoContainerPort, WaitFor},
+    runners::AsyncRunner,
+};
+use tokio::sync::OnceCell;
+
+/// Why a fixture could not provide its store.
+#[derive(Debug, Clone)]
+pub struct FixtureError(pub String);
+
+impl fmt::Display for FixtureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FixtureError {}
+
+/// What to run for one store.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// The store's name in environment variables (`POSTGRES` → `LOCK_TEST_POSTGRES_IMAGE`).
+    pub store: &'static str,
+    /// The pinned official image, `name:tag`.
+    pub default_image: &'static str,
+    /// The port the store listens on inside the container.
+    pub port: u16,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// The command, if the image's default is not right.
+    pub cmd: Vec<String>,
+    /// A log line that says the store is up.
+    pub ready_message: &'static str,
+}
+
+impl ContainerSpec {
+    /// The image to run: `LOCK_TEST_<STORE>_IMAGE` or the pinned default.
+    #[must_use]
+    pub fn image(&self) -> String {
+        std::env::var(format!("LOCK_TEST_{}_IMAGE", self.store)).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| self.default_image.to_string())
+    }
+}
+
+/// A container started for this test process.
+pub struct RunningContainer {
+    id: String,
+    image: String,
+    host_port: u16,
+    container: ContainerAsync<GenericImage>,
+}
+
+impl fmt::Debug for RunningContainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningContainer").field("id", &self.id).field("image", &self.image).field("host_port", &self.host_port).finish()
+    }
+}
+
+impl RunningContainer {
+    /// The container's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The image it runs.
+    #[must_use]
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The port on 127.0.0.1 that reaches the store.
+    #[must_use]
+    pub fn host_port(&self) -> u16 {
+        self.host_port
+    }
+
+    /// Stops the container (the store goes away; its data stays).
+    pub async fn stop(self: &Arc<Self>) -> Result<(), FixtureError> {
+        let me = self.clone();
+        on_fixture_runtime(async move { me.container.stop().await.map_err(|e| FixtureError(format!("stopping container {}: {e}", me.id))) }).await
+    }
+
+    /// Starts the stopped container again, on the same host port.
+    pub async fn start(self: &Arc<Self>) -> Result<(), FixtureError> {
+        let me = self.clone();
+        on_fixture_runtime(async move { me.container.start().await.map_err(|e| FixtureError(format!("starting container {}: {e}", me.id))) }).await
+    }
+}
+
+/// Containers live on a runtime of their own, so they outlive each test's runtime.
+fn fixture_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lock-fixtures")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the fixtures")
+    })
+}
+
+async fn on_fixture_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = Result<T, FixtureError>> + Send + 'static) -> Result<T, FixtureError> {
+    fixture_runtime().spawn(fut).await.map_err(|e| FixtureError(format!("fixture task failed: {e}")))?
+}
+
+fn free_loopback_port() -> Result<u16, FixtureError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| FixtureError(format!("no free port on 127.0.0.1: {e}")))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| FixtureError(e.to_string()))
+}
+
+/// Removes the container by id once this process has exited, however it exits.
+fn reap_when_done(id: &str) -> Result<(), FixtureError> {
+    let script = format!("while kill -0 {} 2>/dev/null; do sleep 1; done; docker rm -f -v {id} >/dev/null 2>&1", std::process::id());
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| FixtureError(format!("cannot start the container reaper: {e}")))
+}
+
+async fn start(spec: ContainerSpec) -> Result<RunningContainer, FixtureError> {
+    let image = spec.image();
+    let (name, tag) = image.rsplit_once(':').ok_or_else(|| FixtureError(format!("image {image:?} has no tag; images are pinned")))?;
+    let host_port = free_loopback_port()?;
+    let container_port = format!("{}/tcp", spec.port);
+    let mut request = GenericImage::new(name, tag)
+        .with_exposed_port(spec.port.tcp())
+        .with_wait_for(WaitFor::message_on_either_std(spec.ready_message))
+        .with_startup_timeout(Duration::from_secs(120))
+        .with_label("org.highlander.fixture", spec.store)
+        .with_host_config_modifier(move |host| {
+            // Publish on loopback only; testcontainers would bind every interface.
+            host.publish_all_ports = Some(false);
+            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port.to_string()) };
+            host.port_bindings = Some(HashMap::from([(container_port.clone(), Some(vec![binding]))]));
+        });
+    for (k, v) in &spec.env {
+        request = request.with_env_var(k, v);
+    }
+    if !spec.cmd.is_empty() {
+        request = request.with_cmd(spec.cmd.clone());
+    }
+    let container = request.start().await.map_err(|e| {
+        FixtureError(format!(
+            "cannot start a {} container from image {image}: {e}. Is Docker running (scripts/docker-up)? \
+             Without a registry, build local images with scripts/offline-images and set LOCK_TEST_{}_IMAGE.",
+            spec.store, spec.store
+        ))
+    })?;
+    let id = container.id().to_string();
+    reap_when_done(&id)?;
+    let ports = container.ports().await.map_err(|e| FixtureError(format!("cannot read the ports of container {id}: {e}")))?;
+    let exposed = format!("{ports:?}");
+    if exposed.contains("0.0.0.0") || exposed.contains("::") {
+        return Err(FixtureError(format!("container {id} published a port beyond 127.0.0.1: {exposed}")));
+    }
+    Ok(RunningContainer { id, image, host_port, container })
+}
+
+/// The container for `spec.store`, started on first use and shared by every test of this process.
+pub async fn container(spec: ContainerSpec) -> Result<Arc<RunningContainer>, FixtureError> {
+    type Cell = Arc<OnceCell<Arc<RunningContainer>>>;
+    static CELLS: OnceLock<Mutex<HashMap<&'static str, Cell>>> = OnceLock::new();
+    let cell: Cell = {
+        let mut cells = CELLS.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cells.entry(spec.store).or_default().clone()
+    };
+    cell.get_or_try_init(|| async move { on_fixture_runtime(async move { start(spec).await.map(Arc::new) }).await }).await.cloned()
+}
+
+/// A fresh random secret for a container's password (never printed).
+#[must_use]
+pub fn random_secret() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Reads an optional, non-empty environment variable.
+#[must_use]
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Postgres: `LOCK_TEST_POSTGRES_URL` (e.g. `postgres://user:pass@127.0.0.1:5432/db`), else a
+/// container from `postgres:15.10` (or `LOCK_TEST_POSTGRES_IMAGE`). Returns a connection URL.
+pub async fn postgres_url() -> Result<String, FixtureError> {
+    if let Some(url) = env("LOCK_TEST_POSTGRES_URL") {
+        return Ok(url);
+    }
+    let c = postgres_container().await?;
+    Ok(format!("postgres://highlander:{}@127.0.0.1:{}/highlander", postgres_password(), c.host_port()))
+}
+
+fn postgres_password() -> &'static str {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(random_secret)
+}
+
+/// The Postgres container (started if needed), for tests that stop and start the store.
+pub async fn postgres_container() -> Result<Arc<RunningContainer>, FixtureError> {
+    container(ContainerSpec {
+        store: "POSTGRES",
+        default_image: "postgres:15.10",
+        port: 5432,
+        env: vec![
+            ("POSTGRES_USER".into(), "highlander".into()),
+            ("POSTGRES_PASSWORD".into(), postgres_password().into()),
+            ("POSTGRES_DB".into(), "highlander".into()),
+        ],
+        cmd: vec![],
+        ready_message: "database system is ready to accept connections",
+    })
+    .await
+}
+
+/// etcd: `LOCK_TEST_ETCD_ENDPOINTS` (comma-separated `http://host:port`), else a container
+/// from `quay.io/coreos/etcd:v3.5.17` (or `LOCK_TEST_ETCD_IMAGE`). Returns the endpoints.
+pub async fn etcd_endpoints() -> Result<Vec<String>, FixtureError> {
+    if let Some(list) = env("LOCK_TEST_ETCD_ENDPOINTS") {
+        return Ok(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    }
+    let c = etcd_container().await?;
+    Ok(vec![format!("http://127.0.0.1:{}", c.host_port())])
+}
+
+/// The etcd container (started if needed), for tests that stop and start the store.
+pub async fn etcd_container() -> Result<Arc<RunningContainer>, FixtureError> {
+    container(ContainerSpec {
+        store: "ETCD",
+        default_image: "quay.io/coreos/etcd:v3.5.17",
+        port: 2379,
+        env: vec![],
+        cmd: [
+            "/usr/local/bin/etcd",
+            "--name=highlander",
+            "--data-dir=/var/lib/etcd",
+            "--listen-client-urls=http://0.0.0.0:2379",
+            "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=highlander=http://127.0.0.1:2380",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ready_message: "ready to serve client requests",
+    })
+    .await
+}

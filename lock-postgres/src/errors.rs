@@ -1,0 +1,48 @@
+//! Postgres failures mapped into lock-core's error, in one place.
+
+use crate::PostgresStore;
+use lock_core::{Error, LockName};
+
+/// Maps a driver error. SQLSTATE classes decide: connection loss, shutdown, timeouts,
+/// resource limits and a read-only server (a standby after failover) are transient;
+/// authentication and privilege errors are permanent; a missing table is configuration.
+pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
+    let text = store.to_string();
+    let Some(db) = e.as_db_error() else {
+        // No SQLSTATE: the connection broke, or could not be made.
+        return Error::Unavailable { store: text, source: Box::new(e) };
+    };
+    let code = db.code().code();
+    let message = db.message().to_string();
+    match code {
+        "28000" | "28P01" => Error::PermissionDenied { store: text, detail: format!("authentication failed: {message} (check the user and password)") },
+        "42501" => Error::PermissionDenied {
+            store: text,
+            detail: format!("{message} (grant SELECT, INSERT, UPDATE on the lease table; see the lock-postgres README)"),
+        },
+        "42P01" => Error::Config(format!(
+            "{text}: the lease table does not exist{}; call ensure_schema() or run the SQL from the lock-postgres README",
+            lock.map(|l| format!(" (lock {l:?})")).unwrap_or_default()
+        )),
+        "3D000" => Error::Config(format!("{text}: {message}")),
+        "25006" => Error::Unavailable { store: text, source: format!("the server is read-only (a standby, e.g. during failover): {message}").into() },
+        "57014" => Error::Unavailable { store: text, source: format!("statement timeout: {message}").into() },
+        c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "40001" || c == "40P01" => {
+            Error::Unavailable { store: text, source: Box::new(e) }
+        }
+        _ => Error::Backend { store: text, source: Box::new(e) },
+    }
+}
+
+/// Maps a failure to get a pooled connection.
+pub(crate) fn pool(store: &PostgresStore, e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => postgres(store, None, e),
+        other => Error::Unavailable { store: store.to_string(), source: format!("no connection: {other}").into() },
+    }
+}
+
+/// A row whose columns do not have the types this store wrote.
+pub(crate) fn corrupt(store: &PostgresStore, lock: &LockName, e: &tokio_postgres::Error) -> Error {
+    Error::Corrupt { lock: lock.clone(), store: store.to_string(), detail: format!("unexpected column type: {e}") }
+}

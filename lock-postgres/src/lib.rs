@@ -1,0 +1,317 @@
+//! Highlander leases in a Postgres table: one row per lock, compare-and-set on a version column.
+//!
+//! ```no_run
+//! use lock_core::{LeaderElector, LockName};
+//! use lock_postgres::PostgresStore;
+//!
+//! # async fn demo() -> Result<(), lock_core::Error> {
+//! let store = PostgresStore::builder("postgres://highlander@db.internal:5432/app?sslmode=require")?
+//!     .table("highlander_leases")
+//!     .build()?;
+//! store.ensure_schema().await?; // or run the SQL from the README yourself
+//! let elector = LeaderElector::builder(store, LockName::new("nightly-billing")?, "eu-west-1/pod-7").build()?;
+//! # let _ = elector;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every call is one statement and one round trip; no advisory locks, no session
+//! state and no named prepared statements, so it works through a transaction-mode
+//! pooler (PgBouncer). See the README for the SQL, the grants and the semantics.
+
+mod errors;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, Result, Version, encode_record};
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+use tokio_postgres::{
+    config::{Host, SslMode},
+    types::Type,
+};
+
+/// The default table name.
+pub const DEFAULT_TABLE: &str = "highlander_leases";
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// How to secure the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Follow the URL's `sslmode` (`disable` → plain; `prefer` / `require` → TLS).
+    FromUrl,
+    /// Never use TLS.
+    Disabled,
+    /// Always use TLS (rustls, Mozilla's root certificates).
+    Required,
+}
+
+/// Builds a [`PostgresStore`].
+#[must_use = "a builder does nothing until .build()"]
+pub struct PostgresStoreBuilder {
+    config: tokio_postgres::Config,
+    schema: String,
+    table: String,
+    tls: Tls,
+    pool_size: usize,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStoreBuilder")
+            .field("endpoint", &endpoint(&self.config))
+            .field("schema", &self.schema)
+            .field("table", &self.table)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_identifier(kind: &str, name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(name.to_string()) } else { Err(Error::Config(format!("postgres {kind} {name:?} must be 1-63 letters, digits or underscores, not starting with a digit"))) }
+}
+
+impl PostgresStoreBuilder {
+    /// Starts from a connection string: a `postgres://` / `postgresql://` URL or `key=value` pairs.
+    /// The password may be in it or in `PGPASSWORD`; it is never printed.
+    pub fn new(connection: &str) -> Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(connection)
+            // The parser's message can echo the input, which may hold a password.
+            .map_err(|_| Error::Config("invalid postgres connection string (expected postgres://user@host:port/db or key=value pairs)".into()))?;
+        if config.get_password().is_none()
+            && let Ok(pw) = std::env::var("PGPASSWORD")
+        {
+            config.password(pw);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("highlander");
+        }
+        Ok(Self {
+            config,
+            schema: DEFAULT_SCHEMA.into(),
+            table: DEFAULT_TABLE.into(),
+            tls: Tls::FromUrl,
+            pool_size: 4,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// The table holding the leases (default `highlander_leases`).
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The schema of the table (default `public`).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// TLS mode (default: the URL's `sslmode`).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Connections kept in the pool (default 4).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// The server-side `statement_timeout` of every statement (default 5 s). Keep it
+    /// at or below the elector's call timeout so the server gives up when the elector does.
+    pub fn statement_timeout(mut self, d: Duration) -> Self {
+        self.statement_timeout = d;
+        self
+    }
+
+    /// How long to wait for a new connection (default 5 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Validates the settings and builds the store (connections are made lazily).
+    pub fn build(mut self) -> Result<PostgresStore> {
+        let schema = valid_identifier("schema", &self.schema)?;
+        let table = valid_identifier("table", &self.table)?;
+        let millis = self.statement_timeout.as_millis().max(1);
+        self.config.options(format!("-c statement_timeout={millis}"));
+        self.config.connect_timeout(self.connect_timeout);
+        let tls = match self.tls {
+            Tls::Disabled => false,
+            Tls::Required => true,
+            Tls::FromUrl => self.config.get_ssl_mode() != SslMode::Disable,
+        };
+        let endpoint = endpoint(&self.config);
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = if tls {
+            if self.tls == Tls::Required {
+                self.config.ssl_mode(SslMode::Require);
+            }
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let client = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Config(format!("postgres TLS for {endpoint}: {e}")))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Manager::from_config(self.config, tokio_postgres_rustls::MakeRustlsConnect::new(client), manager_config)
+        } else {
+            Manager::from_config(self.config, tokio_postgres::NoTls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.connect_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("postgres pool for {endpoint}: {e}")))?;
+        let qualified = format!("\"{schema}\".\"{table}\"");
+        Ok(PostgresStore { inner: Arc::new(Inner { pool, endpoint, qualified, tls }) })
+    }
+}
+
+/// `host:port/db` for messages: never the user's password.
+fn endpoint(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}
+
+struct Inner {
+    pool: Pool,
+    endpoint: String,
+    qualified: String,
+    tls: bool,
+}
+
+/// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("endpoint", &self.inner.endpoint).field("table", &self.inner.qualified).field("tls", &self.inner.tls).finish()
+    }
+}
+
+impl fmt::Display for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "postgres {} table {}", self.inner.endpoint, self.inner.qualified)
+    }
+}
+
+impl PostgresStore {
+    /// Starts building a store from a connection string.
+    pub fn builder(connection: &str) -> Result<PostgresStoreBuilder> {
+        PostgresStoreBuilder::new(connection)
+    }
+
+    /// The SQL that creates the table (what [`ensure_schema`](Self::ensure_schema) runs).
+    #[must_use]
+    pub fn schema_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n  name       text PRIMARY KEY,\n  record     text NOT NULL,\n  version    bigint NOT NULL,\n  updated_at timestamptz NOT NULL DEFAULT now()\n)",
+            self.inner.qualified
+        )
+    }
+
+    /// Creates the table if it is missing. Safe to call from several processes at once.
+    pub async fn ensure_schema(&self) -> Result<()> {
+        let client = self.client().await?;
+        match client.batch_execute(&self.schema_sql()).await {
+            Ok(()) => Ok(()),
+            // Two processes creating the table at once: the loser sees a duplicate type or table.
+            Err(e) if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.inner.pool.get().await.map_err(|e| errors::pool(self, e))
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> Error {
+        errors::postgres(self, None, e)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT record, version FROM {} WHERE name = $1", self.inner.qualified);
+        let rows = client.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let record: String = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
+        let version: i64 = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
+        Observed::decode(lock, self, Bytes::from(record), Version::new(version.to_string())).map(Some)
+    }
+
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, None)?;
+        let record = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
+        let client = self.client().await?;
+        let sql = format!("INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version", self.inner.qualified);
+        let rows = client
+            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&record, Type::TEXT)])
+            .await
+            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+        match rows.first() {
+            Some(row) => Ok(Version::new(row.try_get::<_, i64>(0).map_err(|e| errors::corrupt(self, lock, &e))?.to_string())),
+            None => Err(Error::AlreadyExists { lock: lock.clone(), store: self.to_string() }),
+        }
+    }
+
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, None)?;
+        let record = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
+        // A version this store never issued cannot match: it is a conflict, not a query error.
+        let Ok(expected) = expected.as_str().parse::<i64>() else {
+            return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
+        };
+        let client = self.client().await?;
+        // One round trip: the compare-and-set, and whether the row exists at all (to tell Conflict from NotFound).
+        let sql = format!(
+            "WITH cas AS (UPDATE {t} SET record = $3, version = version + 1, updated_at = now() \
+             WHERE name = $1 AND version = $2 RETURNING version) \
+             SELECT (SELECT version FROM cas), EXISTS (SELECT 1 FROM {t} WHERE name = $1)",
+            t = self.inner.qualified
+        );
+        let rows = client
+            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&expected, Type::INT8), (&record, Type::TEXT)])
+            .await
+            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let row = rows.first().ok_or_else(|| Error::Backend { store: self.to_string(), source: "compare-and-set returned no row".into() })?;
+        let new_version: Option<i64> = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
+        let exists: bool = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
+        match (new_version, exists) {
+            (Some(v), _) => Ok(Version::new(v.to_string())),
+            (None, true) => Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
+            (None, false) => Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic().with_monotonic_versions(true)
+    }
+}
