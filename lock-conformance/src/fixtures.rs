@@ -60,7 +60,10 @@ impl ContainerSpec {
     /// The image to run: `LOCK_TEST_<STORE>_IMAGE` or the pinned default.
     #[must_use]
     pub fn image(&self) -> String {
-        std::env::var(format!("LOCK_TEST_{}_IMAGE", self.store)).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| self.default_image.to_string())
+        std::env::var(format!("LOCK_TEST_{}_IMAGE", self.store))
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.default_image.to_string())
     }
 }
 
@@ -100,13 +103,17 @@ impl RunningContainer {
     /// Stops the container (the store goes away; its data stays).
     pub async fn stop(self: &Arc<Self>) -> Result<(), FixtureError> {
         let me = self.clone();
-        on_fixture_runtime(async move { me.container.stop().await.map_err(|e| FixtureError(format!("stopping container {}: {e}", me.id))) }).await
+        on_fixture_runtime(async move { me.container.stop().await.map_err(|e| FixtureError(format!("stopping container {}: {e}", me.id))) })
+            .await
     }
 
     /// Starts the stopped container again, on the same host port.
     pub async fn start(self: &Arc<Self>) -> Result<(), FixtureError> {
         let me = self.clone();
-        on_fixture_runtime(async move { me.container.start().await.map_err(|e| FixtureError(format!("starting container {}: {e}", me.id))) }).await
+        on_fixture_runtime(
+            async move { me.container.start().await.map_err(|e| FixtureError(format!("starting container {}: {e}", me.id))) },
+        )
+        .await
     }
 }
 
@@ -123,7 +130,9 @@ fn fixture_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-async fn on_fixture_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = Result<T, FixtureError>> + Send + 'static) -> Result<T, FixtureError> {
+async fn on_fixture_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, FixtureError>> + Send + 'static,
+) -> Result<T, FixtureError> {
     fixture_runtime().spawn(fut).await.map_err(|e| FixtureError(format!("fixture task failed: {e}")))?
 }
 

@@ -15,7 +15,9 @@ pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_
     let code = db.code().code();
     let message = db.message().to_string();
     match code {
-        "28000" | "28P01" => Error::PermissionDenied { store: text, detail: format!("authentication failed: {message} (check the user and password)") },
+        "28000" | "28P01" => {
+            Error::PermissionDenied { store: text, detail: format!("authentication failed: {message} (check the user and password)") }
+        }
         "42501" => Error::PermissionDenied {
             store: text,
             detail: format!("{message} (grant SELECT, INSERT, UPDATE on the lease table; see the lock-postgres README)"),
@@ -25,7 +27,10 @@ pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_
             lock.map(|l| format!(" (lock {l:?})")).unwrap_or_default()
         )),
         "3D000" => Error::Config(format!("{text}: {message}")),
-        "25006" => Error::Unavailable { store: text, source: format!("the server is read-only (a standby, e.g. during failover): {message}").into() },
+        "25006" => Error::Unavailable {
+            store: text,
+            source: format!("the server is read-only (a standby, e.g. during failover): {message}").into(),
+        },
         "57014" => Error::Unavailable { store: text, source: format!("statement timeout: {message}").into() },
         c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "40001" || c == "40P01" => {
             Error::Unavailable { store: text, source: Box::new(e) }

@@ -75,7 +75,11 @@ fn valid_identifier(kind: &str, name: &str) -> Result<String> {
         && name.len() <= 63
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok { Ok(name.to_string()) } else { Err(Error::Config(format!("postgres {kind} {name:?} must be 1-63 letters, digits or underscores, not starting with a digit"))) }
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Config(format!("postgres {kind} {name:?} must be 1-63 letters, digits or underscores, not starting with a digit")))
+    }
 }
 
 impl PostgresStoreBuilder {
@@ -84,7 +88,9 @@ impl PostgresStoreBuilder {
     pub fn new(connection: &str) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(connection)
             // The parser's message can echo the input, which may hold a password.
-            .map_err(|_| Error::Config("invalid postgres connection string (expected postgres://user@host:port/db or key=value pairs)".into()))?;
+            .map_err(|_| {
+                Error::Config("invalid postgres connection string (expected postgres://user@host:port/db or key=value pairs)".into())
+            })?;
         if config.get_password().is_none()
             && let Ok(pw) = std::env::var("PGPASSWORD")
         {
@@ -210,7 +216,11 @@ pub struct PostgresStore {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore").field("endpoint", &self.inner.endpoint).field("table", &self.inner.qualified).field("tls", &self.inner.tls).finish()
+        f.debug_struct("PostgresStore")
+            .field("endpoint", &self.inner.endpoint)
+            .field("table", &self.inner.qualified)
+            .field("tls", &self.inner.tls)
+            .finish()
     }
 }
 
@@ -271,7 +281,10 @@ impl LeaseStore for PostgresStore {
         let raw = encode_record(lock, self, rec, None)?;
         let record = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
         let client = self.client().await?;
-        let sql = format!("INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version", self.inner.qualified);
+        let sql = format!(
+            "INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version",
+            self.inner.qualified
+        );
         let rows = client
             .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&record, Type::TEXT)])
             .await
@@ -301,7 +314,8 @@ impl LeaseStore for PostgresStore {
             .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&expected, Type::INT8), (&record, Type::TEXT)])
             .await
             .map_err(|e| errors::postgres(self, Some(lock), e))?;
-        let row = rows.first().ok_or_else(|| Error::Backend { store: self.to_string(), source: "compare-and-set returned no row".into() })?;
+        let row =
+            rows.first().ok_or_else(|| Error::Backend { store: self.to_string(), source: "compare-and-set returned no row".into() })?;
         let new_version: Option<i64> = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
         let exists: bool = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
         match (new_version, exists) {

@@ -6,13 +6,13 @@ use lock_core::{LockName, SharedStore};
 use lock_postgres::PostgresStore;
 use std::{sync::Arc, time::Duration};
 
-pub struct PgHarness {
-    pub url: String,
-    pub store: PostgresStore,
+pub(crate) struct PgHarness {
+    pub(crate) url: String,
+    pub(crate) store: PostgresStore,
 }
 
 /// Connects to the fixture's Postgres (waiting for it to accept connections) and creates the table.
-pub async fn harness() -> PgHarness {
+pub(crate) async fn harness() -> PgHarness {
     let url = fixtures::postgres_url().await.unwrap_or_else(|e| panic!("no Postgres to test against: {e}"));
     let store = PostgresStore::builder(&url).expect("fixture URL parses").build().expect("store builds");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -65,7 +65,8 @@ impl StoreHarness for PgHarness {
 
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
         let client = self.raw_client().await?;
-        let row = client.query_opt("SELECT record FROM public.highlander_leases WHERE name = $1", &[&lock.as_str()]).await.map_err(backdoor)?;
+        let row =
+            client.query_opt("SELECT record FROM public.highlander_leases WHERE name = $1", &[&lock.as_str()]).await.map_err(backdoor)?;
         Ok(row.map(|r| r.get::<_, String>(0).into_bytes()))
     }
 }

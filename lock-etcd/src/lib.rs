@@ -1,0 +1,261 @@
+//! Highlander leases in etcd: one key per lock, compare-and-set by transaction on its revision.
+//!
+//! ```no_run
+//! use lock_core::{LeaderElector, LockName};
+//! use lock_etcd::EtcdStore;
+//!
+//! # async fn demo() -> Result<(), lock_core::Error> {
+//! let store = EtcdStore::builder(["http://etcd-0:2379", "http://etcd-1:2379", "http://etcd-2:2379"])
+//!     .prefix("highlander/leases/")
+//!     .build()?; // connects on first use
+//! let elector = LeaderElector::builder(store, LockName::new("nightly-billing")?, "us-east-1/pod-3").build()?;
+//! # let _ = elector;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `create` is a transaction `create_revision == 0 → put`; `update` is
+//! `mod_revision == expected → put`; `get` returns the key's `mod_revision` as the
+//! version. Revisions are cluster-wide and increase with every write, so versions
+//! are monotonic. Requests demand a leader, so a cluster without quorum fails fast
+//! instead of serving a stale read.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, Result, Version, encode_record};
+use std::{fmt, sync::Arc, time::Duration};
+use tokio::sync::OnceCell;
+
+pub use etcd_client::{Certificate, Identity, TlsOptions};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "highlander/leases/";
+
+/// etcd's default request size limit (1.5 MiB); records are far smaller.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Builds an [`EtcdStore`].
+#[must_use = "a builder does nothing until .build()"]
+pub struct EtcdStoreBuilder {
+    endpoints: Vec<String>,
+    prefix: String,
+    user: Option<(String, String)>,
+    tls: Option<TlsOptions>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for EtcdStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStoreBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStoreBuilder {
+    /// Keys are `prefix + lock name` (default `highlander/leases/`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Authenticates as `user` (etcd's auth must be enabled). The password is never printed.
+    pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Uses TLS (with `https://` endpoints): a CA, and a client identity for mutual TLS.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How long to wait for a connection (default 5 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// The bound on each request (default 5 s; keep it at or below the elector's call timeout).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Validates the settings. The connection is made on first use, and re-made by the
+    /// client when an endpoint fails or the cluster restarts.
+    pub fn build(self) -> Result<EtcdStore> {
+        if self.endpoints.is_empty() {
+            return Err(Error::Config("etcd store needs at least one endpoint".into()));
+        }
+        for e in &self.endpoints {
+            let scheme_ok = e.starts_with("http://") || e.starts_with("https://");
+            if !scheme_ok {
+                return Err(Error::Config(format!("etcd endpoint {e:?} must start with http:// or https://")));
+            }
+            if e.starts_with("https://") && self.tls.is_none() {
+                return Err(Error::Config(format!("etcd endpoint {e:?} is https:// but no TLS options were given")));
+            }
+        }
+        if self.prefix.chars().any(char::is_control) {
+            return Err(Error::Config(format!("etcd key prefix {:?} contains a control character", self.prefix)));
+        }
+        Ok(EtcdStore { inner: Arc::new(Inner { settings: self, client: OnceCell::new() }) })
+    }
+}
+
+struct Inner {
+    settings: EtcdStoreBuilder,
+    client: OnceCell<Client>,
+}
+
+/// A [`LeaseStore`] on etcd. Clones share one client.
+#[derive(Clone)]
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore").field("settings", &self.inner.settings).field("connected", &self.inner.client.initialized()).finish()
+    }
+}
+
+impl fmt::Display for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "etcd {} prefix {:?}", self.inner.settings.endpoints.join(","), self.inner.settings.prefix)
+    }
+}
+
+impl EtcdStore {
+    /// Starts building a store for these endpoints (`http://host:2379` or `https://…`).
+    pub fn builder<E: AsRef<str>>(endpoints: impl IntoIterator<Item = E>) -> EtcdStoreBuilder {
+        EtcdStoreBuilder {
+            endpoints: endpoints.into_iter().map(|e| e.as_ref().trim().to_string()).filter(|e| !e.is_empty()).collect(),
+            prefix: DEFAULT_PREFIX.into(),
+            user: None,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn key(&self, lock: &LockName) -> String {
+        format!("{}{}", self.inner.settings.prefix, lock.as_str())
+    }
+
+    async fn client(&self) -> Result<Client> {
+        let s = &self.inner.settings;
+        let client = self
+            .inner
+            .client
+            .get_or_try_init(|| async {
+                let mut options = ConnectOptions::new()
+                    .with_connect_timeout(s.connect_timeout)
+                    .with_timeout(s.request_timeout)
+                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+                    // Fail fast without quorum instead of waiting or reading stale data.
+                    .with_require_leader(true);
+                if let Some((user, password)) = &s.user {
+                    options = options.with_user(user.clone(), password.clone());
+                }
+                if let Some(tls) = &s.tls {
+                    options = options.with_tls(tls.clone());
+                }
+                Client::connect(&s.endpoints, Some(options)).await.map_err(|e| self.error(None, e))
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// Maps etcd's failures in one place: gRPC `Unavailable` / `DeadlineExceeded` (no
+    /// leader, no quorum, unreachable) are transient; auth failures are permanent.
+    fn error(&self, lock: Option<&LockName>, e: etcd_client::Error) -> Error {
+        use etcd_client::Error as E;
+        use tonic::Code;
+        let store = self.to_string();
+        match e {
+            E::GRpcStatus(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => Error::Unavailable {
+                    store,
+                    source: format!("{} (is the cluster up, and does it have quorum?)", status.message()).into(),
+                },
+                Code::Unauthenticated | Code::PermissionDenied => Error::PermissionDenied {
+                    store,
+                    detail: format!("{} (check the user, its password and its role's permission on the key prefix)", status.message()),
+                },
+                _ => Error::Backend {
+                    store,
+                    source: format!("{}{}", status.message(), lock.map(|l| format!(" (lock {l:?})")).unwrap_or_default()).into(),
+                },
+            },
+            E::TransportError(_) | E::IoError(_) => Error::Unavailable { store, source: Box::new(e) },
+            E::InvalidArgs(_) | E::InvalidUri(_) => Error::Config(format!("{store}: {e}")),
+            other => Error::Backend { store, source: Box::new(other) },
+        }
+    }
+
+    fn revision(resp_revision: Option<i64>, store: &EtcdStore) -> Result<Version> {
+        resp_revision
+            .map(|r| Version::new(r.to_string()))
+            .ok_or_else(|| Error::Backend { store: store.to_string(), source: "etcd response without a header".into() })
+    }
+}
+
+#[async_trait]
+impl LeaseStore for EtcdStore {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        let mut kv = self.client().await?.kv_client();
+        let resp = kv.get(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
+        let Some(kv) = resp.kvs().first() else { return Ok(None) };
+        Observed::decode(lock, self, Bytes::copy_from_slice(kv.value()), Version::new(kv.mod_revision().to_string())).map(Some)
+    }
+
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        let key = self.key(lock);
+        let txn =
+            Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(key, raw.to_vec(), None)]);
+        let mut kv = self.client().await?.kv_client();
+        let resp = kv.txn(txn).await.map_err(|e| self.error(Some(lock), e))?;
+        if !resp.succeeded() {
+            return Err(Error::AlreadyExists { lock: lock.clone(), store: self.to_string() });
+        }
+        Self::revision(resp.header().map(|h| h.revision()), self)
+    }
+
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        // A version etcd never issued cannot match any revision.
+        let Ok(expected) = expected.as_str().parse::<i64>() else {
+            return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
+        };
+        let key = self.key(lock);
+        // One round trip: on a failed compare, read the key's revision to tell Conflict from NotFound.
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key.clone(), raw.to_vec(), None)])
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
+        let mut kv = self.client().await?.kv_client();
+        let resp = kv.txn(txn).await.map_err(|e| self.error(Some(lock), e))?;
+        if resp.succeeded() {
+            return Self::revision(resp.header().map(|h| h.revision()), self);
+        }
+        let present = resp.op_responses().iter().any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+        if present {
+            Err(Error::Conflict { lock: lock.clone(), store: self.to_string() })
+        } else {
+            Err(Error::NotFound { lock: lock.clone(), store: self.to_string() })
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic().with_monotonic_versions(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+    }
+}
