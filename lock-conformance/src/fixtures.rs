@@ -223,6 +223,11 @@ pub async fn postgres_url() -> Result<String, FixtureError> {
     if let Some(url) = env("LOCK_TEST_POSTGRES_URL") {
         return Ok(url);
     }
+    postgres_container_url().await
+}
+
+/// The URL of the Postgres container (started if needed), whatever the environment says.
+pub async fn postgres_container_url() -> Result<String, FixtureError> {
     let c = postgres_container().await?;
     Ok(format!("postgres://highlander:{}@127.0.0.1:{}/highlander", postgres_password(), c.host_port()))
 }
@@ -255,6 +260,11 @@ pub async fn etcd_endpoints() -> Result<Vec<String>, FixtureError> {
     if let Some(list) = env("LOCK_TEST_ETCD_ENDPOINTS") {
         return Ok(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     }
+    etcd_container_endpoints().await
+}
+
+/// The endpoints of the etcd container (started if needed), whatever the environment says.
+pub async fn etcd_container_endpoints() -> Result<Vec<String>, FixtureError> {
     let c = etcd_container().await?;
     Ok(vec![format!("http://127.0.0.1:{}", c.host_port())])
 }

@@ -1,7 +1,7 @@
 //! What the suite needs from a store under test, and how each check reports.
 
 use async_trait::async_trait;
-use lock_core::{LockName, MemoryStore, SharedStore};
+use lock_core::{LockName, MemoryStore, RawAccess, SharedStore};
 use std::{fmt, sync::Arc, time::Duration};
 
 /// A store under test, as the suite sees it.
@@ -59,6 +59,59 @@ impl Default for Timing {
     }
 }
 
+/// The harness of any store that offers [`RawAccess`]: `connect` makes a new client
+/// (as another process would), and the raw back door goes through a client too.
+pub struct Harness<F> {
+    connect: F,
+    timing: Timing,
+}
+
+impl<F, Fut, S> Harness<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = lock_core::Result<S>> + Send,
+    S: RawAccess + 'static,
+{
+    /// A harness whose clients come from `connect`.
+    pub fn new(connect: F) -> Self {
+        Self { connect, timing: Timing::default() }
+    }
+
+    /// Uses these elector durations (for slow stores).
+    #[must_use]
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+}
+
+impl<F> fmt::Debug for Harness<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Harness").field("timing", &self.timing).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<F, Fut, S> StoreHarness for Harness<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = lock_core::Result<S>> + Send,
+    S: RawAccess + 'static,
+{
+    async fn connect(&self) -> lock_core::Result<SharedStore> {
+        Ok(Arc::new((self.connect)().await?))
+    }
+    async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> lock_core::Result<()> {
+        (self.connect)().await?.write_raw(lock, raw).await
+    }
+    async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
+        Ok((self.connect)().await?.read_raw(lock).await?.map(|b| b.to_vec()))
+    }
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+}
+
 /// The harness of a [`MemoryStore`]: the reference every other store is compared with.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryHarness {
@@ -85,11 +138,10 @@ impl StoreHarness for MemoryHarness {
         Ok(Arc::new(self.store.clone()))
     }
     async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> lock_core::Result<()> {
-        self.store.put_raw(lock, raw.to_vec());
-        Ok(())
+        self.store.write_raw(lock, raw).await
     }
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
-        Ok(self.store.raw(lock).map(|b| b.to_vec()))
+        Ok(self.store.read_raw(lock).await?.map(|b| b.to_vec()))
     }
 }
 

@@ -21,9 +21,10 @@
 pub mod checks;
 pub mod fixtures;
 pub mod harness;
+pub mod report;
 
 pub use checks::CHECKS;
-pub use harness::{CheckResult, Failure, MemoryHarness, Observation, StoreHarness, Timing, unique_lock};
+pub use harness::{CheckResult, Failure, Harness, MemoryHarness, Observation, StoreHarness, Timing, unique_lock};
 
 use std::{future::Future, pin::Pin, time::Duration};
 

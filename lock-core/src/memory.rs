@@ -4,7 +4,7 @@ use crate::{
     error::{Error, Result},
     name::LockName,
     record::LeaderElectionRecord,
-    store::{Capabilities, LeaseStore, Observed, Version, encode_record},
+    store::{Capabilities, LeaseStore, Observed, RawAccess, Version, encode_record},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -120,5 +120,16 @@ impl LeaseStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         let caps = if self.last_writer_wins { Capabilities::last_writer_wins() } else { Capabilities::atomic() };
         caps.with_monotonic_versions(true)
+    }
+}
+
+#[async_trait]
+impl RawAccess for MemoryStore {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        self.put_raw(lock, raw.to_vec());
+        Ok(())
+    }
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        Ok(self.raw(lock))
     }
 }

@@ -181,6 +181,17 @@ macro_rules! forward_store {
     };
 }
 
+/// Reaching a store's raw bytes, bypassing its encoding and its compare-and-set: for
+/// the conformance suite (planting corrupt or foreign records) and for repair tools.
+/// Never used by the elector.
+#[async_trait]
+pub trait RawAccess: LeaseStore {
+    /// Writes `raw` as the record of `lock`, whatever is there (create or overwrite).
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()>;
+    /// The bytes held for `lock`, undecoded.
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>>;
+}
+
 forward_store!(Arc<S>);
 forward_store!(Box<S>);
 

@@ -23,7 +23,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, Result, Version, encode_record};
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::OnceCell;
 
@@ -257,5 +257,20 @@ impl LeaseStore for EtcdStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::atomic().with_monotonic_versions(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+    }
+}
+
+#[async_trait]
+impl RawAccess for EtcdStore {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        let mut kv = self.client().await?.kv_client();
+        kv.put(self.key(lock), raw.to_vec(), None).await.map_err(|e| self.error(Some(lock), e))?;
+        Ok(())
+    }
+
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        let mut kv = self.client().await?.kv_client();
+        let resp = kv.get(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
+        Ok(resp.kvs().first().map(|kv| Bytes::copy_from_slice(kv.value())))
     }
 }

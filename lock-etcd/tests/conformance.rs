@@ -3,4 +3,4 @@
 
 mod support;
 
-lock_conformance::conformance_tests!(support::harness().await);
+lock_conformance::conformance_tests!(support::from_env().await);

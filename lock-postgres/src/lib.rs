@@ -24,7 +24,7 @@ mod errors;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, Result, Version, encode_record};
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 use tokio_postgres::{
     config::{Host, SslMode},
@@ -327,5 +327,31 @@ impl LeaseStore for PostgresStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::atomic().with_monotonic_versions(true)
+    }
+}
+
+#[async_trait]
+impl RawAccess for PostgresStore {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        let text =
+            std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: a postgres record must be UTF-8 text: {e}")))?;
+        let client = self.client().await?;
+        let sql = format!(
+            "INSERT INTO {t} (name, record, version) VALUES ($1, $2, 1) \
+             ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, version = {t}.version + 1, updated_at = now()",
+            t = self.inner.qualified
+        );
+        client
+            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&text, Type::TEXT)])
+            .await
+            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+        Ok(())
+    }
+
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT record FROM {} WHERE name = $1", self.inner.qualified);
+        let rows = client.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        rows.first().map(|row| row.try_get::<_, String>(0).map(Bytes::from).map_err(|e| errors::corrupt(self, lock, &e))).transpose()
     }
 }

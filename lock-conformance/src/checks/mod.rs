@@ -1,6 +1,7 @@
 //! The checks, as plain `pub async fn`s over any [`StoreHarness`](crate::StoreHarness).
 
 pub mod elector;
+pub mod restart;
 pub mod store;
 
 /// Calls `$m! { ($($args)*) module::check, … }` with every check of the suite, in order.
