@@ -54,6 +54,9 @@ pub struct ContainerSpec {
     pub cmd: Vec<String>,
     /// A log line that says the store is up.
     pub ready_message: &'static str,
+    /// Run on the host's network namespace instead of publishing `port`: for
+    /// multi-member clusters whose members listen on 127.0.0.1 themselves.
+    pub host_network: bool,
 }
 
 impl ContainerSpec {
@@ -160,16 +163,23 @@ async fn start(spec: ContainerSpec) -> Result<RunningContainer, FixtureError> {
     let (name, tag) = image.rsplit_once(':').ok_or_else(|| FixtureError(format!("image {image:?} has no tag; images are pinned")))?;
     let host_port = free_loopback_port()?;
     let container_port = format!("{}/tcp", spec.port);
-    let mut request = GenericImage::new(name, tag)
-        .with_exposed_port(spec.port.tcp())
-        .with_wait_for(WaitFor::message_on_either_std(spec.ready_message))
+    let host_network = spec.host_network;
+    let image_ref = GenericImage::new(name, tag).with_wait_for(WaitFor::message_on_either_std(spec.ready_message));
+    let image_ref = if host_network { image_ref } else { image_ref.with_exposed_port(spec.port.tcp()) };
+    let mut request = image_ref
         .with_startup_timeout(Duration::from_secs(120))
         .with_label("org.highlander.fixture", spec.store)
         .with_host_config_modifier(move |host| {
-            // Publish on loopback only; testcontainers would bind every interface.
             host.publish_all_ports = Some(false);
-            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port.to_string()) };
-            host.port_bindings = Some(HashMap::from([(container_port.clone(), Some(vec![binding]))]));
+            if host_network {
+                // The members bind 127.0.0.1 themselves; nothing is published.
+                host.network_mode = Some("host".into());
+                host.port_bindings = None;
+            } else {
+                // Publish on loopback only; testcontainers would bind every interface.
+                let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port.to_string()) };
+                host.port_bindings = Some(HashMap::from([(container_port.clone(), Some(vec![binding]))]));
+            }
         });
     for (k, v) in &spec.env {
         request = request.with_env_var(k, v);
@@ -186,6 +196,9 @@ async fn start(spec: ContainerSpec) -> Result<RunningContainer, FixtureError> {
     })?;
     let id = container.id().to_string();
     reap_when_done(&id)?;
+    if host_network {
+        return Ok(RunningContainer { id, image, host_port: spec.port, container });
+    }
     let ports = container.ports().await.map_err(|e| FixtureError(format!("cannot read the ports of container {id}: {e}")))?;
     let exposed = format!("{ports:?}");
     if exposed.contains("0.0.0.0") || exposed.contains("::") {
@@ -250,9 +263,13 @@ pub async fn postgres_container() -> Result<Arc<RunningContainer>, FixtureError>
         ],
         cmd: vec![],
         ready_message: "database system is ready to accept connections",
+        host_network: false,
     })
     .await
 }
+
+/// The pinned official etcd image.
+pub const ETCD_IMAGE: &str = "quay.io/coreos/etcd:v3.5.17";
 
 /// etcd: `LOCK_TEST_ETCD_ENDPOINTS` (comma-separated `http://host:port`), else a container
 /// from `quay.io/coreos/etcd:v3.5.17` (or `LOCK_TEST_ETCD_IMAGE`). Returns the endpoints.
@@ -273,7 +290,7 @@ pub async fn etcd_container_endpoints() -> Result<Vec<String>, FixtureError> {
 pub async fn etcd_container() -> Result<Arc<RunningContainer>, FixtureError> {
     container(ContainerSpec {
         store: "ETCD",
-        default_image: "quay.io/coreos/etcd:v3.5.17",
+        default_image: ETCD_IMAGE,
         port: 2379,
         env: vec![],
         cmd: [
@@ -289,6 +306,56 @@ pub async fn etcd_container() -> Result<Arc<RunningContainer>, FixtureError> {
         .map(String::from)
         .to_vec(),
         ready_message: "ready to serve client requests",
+        host_network: false,
     })
     .await
+}
+
+/// A three-member etcd cluster (one container per member, each listening on
+/// 127.0.0.1 only), for tests that take members away. Started once per process.
+pub async fn etcd_cluster() -> Result<Vec<Arc<RunningContainer>>, FixtureError> {
+    static CLUSTER: OnceCell<Vec<Arc<RunningContainer>>> = OnceCell::const_new();
+    CLUSTER.get_or_try_init(start_etcd_cluster).await.cloned()
+}
+
+async fn start_etcd_cluster() -> Result<Vec<Arc<RunningContainer>>, FixtureError> {
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        ports.push((free_loopback_port()?, free_loopback_port()?));
+    }
+    let initial = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect::<Vec<_>>().join(",");
+    let token = format!("highlander-{}", random_secret());
+    // Members become ready only together (they need quorum): start them all at once.
+    let starting: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (client, peer))| {
+            let spec = ContainerSpec {
+                store: "ETCD",
+                default_image: ETCD_IMAGE,
+                port: *client,
+                env: vec![],
+                cmd: vec![
+                    "/usr/local/bin/etcd".into(),
+                    format!("--name=m{i}"),
+                    "--data-dir=/var/lib/etcd".into(),
+                    format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                    format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                    format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-cluster={initial}"),
+                    format!("--initial-cluster-token={token}"),
+                    "--initial-cluster-state=new".into(),
+                ],
+                ready_message: "ready to serve client requests",
+                host_network: true,
+            };
+            fixture_runtime().spawn(async move { start(spec).await.map(Arc::new) })
+        })
+        .collect();
+    let mut members = Vec::new();
+    for member in starting {
+        members.push(member.await.map_err(|e| FixtureError(format!("fixture task failed: {e}")))??);
+    }
+    Ok(members)
 }
