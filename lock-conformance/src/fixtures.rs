@@ -359,3 +359,96 @@ async fn start_etcd_cluster() -> Result<Vec<Arc<RunningContainer>>, FixtureError
     }
     Ok(members)
 }
+
+/// An S3 or DynamoDB endpoint and the credentials it accepts.
+#[derive(Clone)]
+pub struct AwsEndpoint {
+    /// The endpoint URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key (never printed).
+    pub secret_access_key: String,
+    /// The region to sign for.
+    pub region: String,
+}
+
+impl fmt::Debug for AwsEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsEndpoint")
+            .field("url", &self.url)
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pinned official DynamoDB Local image.
+pub const DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:2.5.4";
+/// The pinned official MinIO image.
+pub const MINIO_IMAGE: &str = "minio/minio:RELEASE.2025-04-22T22-12-26Z";
+
+fn aws_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(random_secret)
+}
+
+/// Endpoint from `LOCK_TEST_<STORE>_ENDPOINT` (credentials from the standard
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_REGION`, defaulting to an emulator's).
+fn aws_endpoint_from_env(store: &str) -> Option<AwsEndpoint> {
+    env(&format!("LOCK_TEST_{store}_ENDPOINT")).map(|url| AwsEndpoint {
+        url,
+        access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "highlander".into()),
+        secret_access_key: env("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "highlander-secret".into()),
+        region: env("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+    })
+}
+
+/// moto serves both APIs; the official images each serve one.
+fn aws_spec(store: &'static str, default_image: &'static str) -> ContainerSpec {
+    let probe = ContainerSpec { store, default_image, port: 0, env: vec![], cmd: vec![], ready_message: "", host_network: false };
+    let image = probe.image();
+    if image.contains("moto") {
+        ContainerSpec { port: 5000, ready_message: "Running on", ..probe }
+    } else if image.contains("dynamodb-local") {
+        ContainerSpec {
+            port: 8000,
+            cmd: ["-jar", "DynamoDBLocal.jar", "-inMemory", "-sharedDb"].map(String::from).to_vec(),
+            ready_message: "Initializing DynamoDB Local",
+            ..probe
+        }
+    } else {
+        ContainerSpec {
+            port: 9000,
+            env: vec![("MINIO_ROOT_USER".into(), "highlander".into()), ("MINIO_ROOT_PASSWORD".into(), aws_secret().into())],
+            cmd: ["server", "/data"].map(String::from).to_vec(),
+            ready_message: "API:",
+            ..probe
+        }
+    }
+}
+
+async fn aws_endpoint(store: &'static str, default_image: &'static str) -> Result<AwsEndpoint, FixtureError> {
+    if let Some(endpoint) = aws_endpoint_from_env(store) {
+        return Ok(endpoint);
+    }
+    let c = container(aws_spec(store, default_image)).await?;
+    Ok(AwsEndpoint {
+        url: format!("http://127.0.0.1:{}", c.host_port()),
+        access_key_id: "highlander".into(),
+        secret_access_key: aws_secret().into(),
+        region: "us-east-1".into(),
+    })
+}
+
+/// DynamoDB: `LOCK_TEST_DYNAMODB_ENDPOINT`, else a container from
+/// `amazon/dynamodb-local` (or `LOCK_TEST_DYNAMODB_IMAGE`, e.g. the local moto image).
+pub async fn dynamodb_endpoint() -> Result<AwsEndpoint, FixtureError> {
+    aws_endpoint("DYNAMODB", DYNAMODB_IMAGE).await
+}
+
+/// S3: `LOCK_TEST_S3_ENDPOINT`, else a container from `minio/minio` (or
+/// `LOCK_TEST_S3_IMAGE`, e.g. the local moto image).
+pub async fn s3_endpoint() -> Result<AwsEndpoint, FixtureError> {
+    aws_endpoint("S3", MINIO_IMAGE).await
+}

@@ -1,0 +1,353 @@
+//! Highlander leases in DynamoDB: one item per lock, conditional writes on a version number.
+//!
+//! ```no_run
+//! use lock_core::{LeaderElector, LockName};
+//! use lock_dynamodb::DynamoDbStore;
+//!
+//! # async fn demo() -> Result<(), lock_core::Error> {
+//! // Credentials and region from the standard AWS chain (env, profile, IRSA, instance metadata).
+//! let store = DynamoDbStore::builder("highlander-leases").connect().await?;
+//! let elector = LeaderElector::builder(store, LockName::new("nightly-billing")?, "eu-west-1/pod-7").build()?;
+//! # let _ = elector;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `get` is a strongly consistent `GetItem`; `create` a `PutItem` conditioned on
+//! `attribute_not_exists`; `update` a `PutItem` conditioned on the version, which
+//! returns the old item on failure so one round trip tells a conflict from an
+//! absent lock. See the README for the table, the IAM policy and the semantics.
+
+mod errors;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    Client,
+    types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValuesOnConditionCheckFailure,
+        ScalarAttributeType,
+    },
+};
+use bytes::Bytes;
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+/// The default partition-key attribute.
+pub const DEFAULT_KEY_ATTRIBUTE: &str = "lock_name";
+/// The attribute holding the record's JSON.
+pub const RECORD_ATTRIBUTE: &str = "record";
+/// The attribute holding the version number.
+pub const VERSION_ATTRIBUTE: &str = "version";
+/// DynamoDB's item size limit is 400 KB; records are far smaller.
+const MAX_RECORD_BYTES: usize = 350 * 1024;
+
+/// Builds a [`DynamoDbStore`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .connect()"]
+pub struct DynamoDbStoreBuilder {
+    table: String,
+    key_attribute: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    static_credentials: Option<(String, Redacted)>,
+    call_timeout: Duration,
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+struct Redacted(String);
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl DynamoDbStoreBuilder {
+    /// The partition-key attribute name (default `lock_name`).
+    pub fn key_attribute(mut self, name: impl Into<String>) -> Self {
+        self.key_attribute = name.into();
+        self
+    }
+
+    /// The region (default: from the AWS configuration chain).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// An endpoint override (DynamoDB Local, moto, a VPC endpoint).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Static credentials instead of the default chain (for emulators and tests).
+    pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        self.static_credentials = Some((access_key_id.into(), Redacted(secret_access_key.into())));
+        self
+    }
+
+    /// The bound on each request, retries included (default 5 s).
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let table_ok = (3..=255).contains(&self.table.len()) && self.table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !table_ok {
+            return Err(Error::Config(format!(
+                "DynamoDB table name {:?} must be 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+                self.table
+            )));
+        }
+        if self.key_attribute.is_empty()
+            || self.key_attribute.len() > 255
+            || [RECORD_ATTRIBUTE, VERSION_ATTRIBUTE].contains(&self.key_attribute.as_str())
+        {
+            return Err(Error::Config(format!(
+                "DynamoDB key attribute {:?} must be 1-255 characters and not {RECORD_ATTRIBUTE:?} or {VERSION_ATTRIBUTE:?}",
+                self.key_attribute
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads the AWS configuration (credentials, region) and builds the store.
+    pub async fn connect(self) -> Result<DynamoDbStore> {
+        self.validate()?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((id, secret)) = &self.static_credentials {
+            loader =
+                loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(id, &secret.0, None, None, "highlander-static"));
+        }
+        loader = loader.timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(self.call_timeout).build());
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::Config(format!("DynamoDB table {:?}: no AWS region configured (set AWS_REGION or .region())", self.table)));
+        }
+        Ok(self.with_client(Client::new(&shared)))
+    }
+
+    /// Builds the store on a client you configured yourself.
+    pub fn with_client(self, client: Client) -> DynamoDbStore {
+        let description = match &self.endpoint {
+            Some(e) => format!("dynamodb table {} at {e}", self.table),
+            None => format!("dynamodb table {}{}", self.table, self.region.as_deref().map(|r| format!(" in {r}")).unwrap_or_default()),
+        };
+        DynamoDbStore { inner: Arc::new(Inner { client, table: self.table, key: self.key_attribute, description }) }
+    }
+}
+
+struct Inner {
+    client: Client,
+    table: String,
+    key: String,
+    description: String,
+}
+
+/// A [`LeaseStore`] on a DynamoDB table. Clones share one client.
+#[derive(Clone)]
+pub struct DynamoDbStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoDbStore").field("table", &self.inner.table).field("key_attribute", &self.inner.key).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.description)
+    }
+}
+
+impl DynamoDbStore {
+    /// Starts building a store on `table`.
+    pub fn builder(table: impl Into<String>) -> DynamoDbStoreBuilder {
+        DynamoDbStoreBuilder {
+            table: table.into(),
+            key_attribute: DEFAULT_KEY_ATTRIBUTE.into(),
+            region: None,
+            endpoint: None,
+            static_credentials: None,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Creates the table (on-demand billing) if it is missing and waits until it is
+    /// active. For development; in production create it with infrastructure code.
+    pub async fn ensure_table(&self) -> Result<()> {
+        let i = &self.inner;
+        let created = i
+            .client
+            .create_table()
+            .table_name(&i.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&i.key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| self.config(e))?,
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name(&i.key).key_type(KeyType::Hash).build().map_err(|e| self.config(e))?)
+            .send()
+            .await;
+        if let Err(e) = created {
+            match errors::classify(&e) {
+                errors::Class::InUse => {}
+                _ => return Err(errors::map(self, None, e)),
+            }
+        }
+        for _ in 0..120 {
+            let described = i.client.describe_table().table_name(&i.table).send().await.map_err(|e| errors::map(self, None, e))?;
+            if described.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(Error::Unavailable { store: self.to_string(), source: "the table did not become ACTIVE within 60 s".into() })
+    }
+
+    fn config(&self, e: impl fmt::Display) -> Error {
+        Error::Config(format!("{self}: {e}"))
+    }
+
+    fn key(&self, lock: &LockName) -> HashMap<String, AttributeValue> {
+        HashMap::from([(self.inner.key.clone(), AttributeValue::S(lock.as_str().to_string()))])
+    }
+
+    /// Reads `(record bytes, version)` out of an item, reporting anything else as corrupt.
+    fn decode_item(&self, lock: &LockName, item: &HashMap<String, AttributeValue>) -> Result<(Bytes, i64)> {
+        let corrupt = |detail: String| Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail };
+        let record = match item.get(RECORD_ATTRIBUTE) {
+            Some(AttributeValue::S(s)) => Bytes::from(s.clone()),
+            Some(other) => return Err(corrupt(format!("attribute {RECORD_ATTRIBUTE:?} is {other:?}, not a string"))),
+            None => return Err(corrupt(format!("attribute {RECORD_ATTRIBUTE:?} is missing"))),
+        };
+        let version = match item.get(VERSION_ATTRIBUTE) {
+            Some(AttributeValue::N(n)) => {
+                n.parse::<i64>().map_err(|_| corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is {n:?}, not an integer")))?
+            }
+            Some(other) => return Err(corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is {other:?}, not a number"))),
+            None => return Err(corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is missing"))),
+        };
+        Ok((record, version))
+    }
+
+    async fn put(&self, lock: &LockName, raw: &Bytes, version: i64, condition: &str, expected: Option<i64>) -> Result<Version> {
+        let text = std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
+        let mut item = self.key(lock);
+        item.insert(RECORD_ATTRIBUTE.into(), AttributeValue::S(text.to_string()));
+        item.insert(VERSION_ATTRIBUTE.into(), AttributeValue::N(version.to_string()));
+        let mut request = self
+            .inner
+            .client
+            .put_item()
+            .table_name(&self.inner.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        request = if let Some(expected) = expected {
+            request
+                .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        } else {
+            request.expression_attribute_names("#k", &self.inner.key)
+        };
+        match (request.send().await, expected) {
+            (Ok(_), _) => Ok(Version::new(version.to_string())),
+            // A failed `attribute_not_exists` on create means the item is there.
+            (Err(e), None) => Err(match errors::map(self, Some(lock), e) {
+                Error::Conflict { lock, store } => Error::AlreadyExists { lock, store },
+                other => other,
+            }),
+            (Err(e), Some(_)) => Err(errors::map(self, Some(lock), e)),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for DynamoDbStore {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        let out = self
+            .inner
+            .client
+            .get_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(lock)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), e))?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let (raw, version) = self.decode_item(lock, item)?;
+        Observed::decode(lock, self, raw, Version::new(version.to_string())).map(Some)
+    }
+
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        self.put(lock, &raw, 1, "attribute_not_exists(#k)", None).await
+    }
+
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        // A version this store never issued cannot match.
+        let Ok(expected) = expected.as_str().parse::<i64>() else {
+            return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
+        };
+        self.put(lock, &raw, expected + 1, "#v = :expected", Some(expected)).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic().with_monotonic_versions(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+    }
+}
+
+#[async_trait]
+impl RawAccess for DynamoDbStore {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        let text = std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: a DynamoDB record must be UTF-8: {e}")))?;
+        self.inner
+            .client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(lock)))
+            .update_expression("SET #r = :r, #v = if_not_exists(#v, :zero) + :one")
+            .expression_attribute_names("#r", RECORD_ATTRIBUTE)
+            .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+            .expression_attribute_values(":r", AttributeValue::S(text.to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), e))?;
+        Ok(())
+    }
+
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        let out = self
+            .inner
+            .client
+            .get_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(lock)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), e))?;
+        Ok(out.item().and_then(|item| match item.get(RECORD_ATTRIBUTE) {
+            Some(AttributeValue::S(s)) => Some(Bytes::from(s.clone())),
+            _ => None,
+        }))
+    }
+}

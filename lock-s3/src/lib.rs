@@ -1,0 +1,267 @@
+//! Highlander leases in S3: one object per lock, conditional writes on its ETag.
+//!
+//! ```no_run
+//! use lock_core::{LeaderElector, LockName};
+//! use lock_s3::S3Store;
+//!
+//! # async fn demo() -> Result<(), lock_core::Error> {
+//! // Credentials and region from the standard AWS chain (env, profile, IRSA, instance metadata).
+//! let store = S3Store::builder("my-bucket").prefix("highlander/leases/").connect().await?;
+//! let elector = LeaderElector::builder(store, LockName::new("nightly-billing")?, "eu-west-1/pod-7").build()?;
+//! # let _ = elector;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `create` is a `PutObject` with `If-None-Match: *`; `update` a `PutObject` with
+//! `If-Match: <etag>`; `get` returns the ETag as the version. See the README for
+//! which S3-compatible stores honour conditional writes, and the IAM policy.
+
+mod errors;
+
+use async_trait::async_trait;
+use aws_sdk_s3::{Client, primitives::ByteStream};
+use bytes::Bytes;
+use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use std::{fmt, sync::Arc, time::Duration};
+
+pub use errors::{S3Outcome, classify};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "highlander/leases/";
+/// Records are small; refuse anything absurd before uploading it.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// A secret that never prints.
+#[derive(Clone)]
+struct Redacted(String);
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Builds an [`S3Store`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .connect()"]
+pub struct S3StoreBuilder {
+    bucket: String,
+    prefix: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    path_style: bool,
+    static_credentials: Option<(String, Redacted)>,
+    call_timeout: Duration,
+}
+
+impl S3StoreBuilder {
+    /// Object keys are `prefix + lock name` (default `highlander/leases/`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The region (default: from the AWS configuration chain).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// An endpoint override, for S3-compatible stores and emulators.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub fn path_style(mut self, yes: bool) -> Self {
+        self.path_style = yes;
+        self
+    }
+
+    /// Static credentials instead of the default chain (for emulators and tests).
+    pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        self.static_credentials = Some((access_key_id.into(), Redacted(secret_access_key.into())));
+        self
+    }
+
+    /// The bound on each request, retries included (default 5 s).
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    /// Loads the AWS configuration (credentials, region) and builds the store.
+    pub async fn connect(self) -> Result<S3Store> {
+        let bucket_ok = (3..=63).contains(&self.bucket.len())
+            && self.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
+        if !bucket_ok {
+            return Err(Error::Config(format!("S3 bucket name {:?} must be 3-63 characters of a-z, 0-9, '.', '-'", self.bucket)));
+        }
+        if self.prefix.len() + lock_core::name::MAX_LOCK_NAME_LEN > 1024 {
+            return Err(Error::Config(format!("S3 key prefix {:?} is too long for 1024-byte keys", self.prefix)));
+        }
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((id, secret)) = &self.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, &secret.0, None, None, "highlander-static"));
+        }
+        loader = loader.timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(self.call_timeout).build());
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::Config(format!("S3 bucket {:?}: no AWS region configured (set AWS_REGION or .region())", self.bucket)));
+        }
+        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(self.path_style).build();
+        Ok(self.with_client(Client::from_conf(config)))
+    }
+
+    /// Builds the store on a client you configured yourself.
+    pub fn with_client(self, client: Client) -> S3Store {
+        let description = match &self.endpoint {
+            Some(e) => format!("s3://{}/{} at {e}", self.bucket, self.prefix),
+            None => format!("s3://{}/{}", self.bucket, self.prefix),
+        };
+        S3Store { inner: Arc::new(Inner { client, bucket: self.bucket, prefix: self.prefix, description }) }
+    }
+}
+
+struct Inner {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    description: String,
+}
+
+/// A [`LeaseStore`] on S3 objects. Clones share one client.
+#[derive(Clone)]
+pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store").field("bucket", &self.inner.bucket).field("prefix", &self.inner.prefix).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.description)
+    }
+}
+
+impl S3Store {
+    /// Starts building a store on `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
+        S3StoreBuilder {
+            bucket: bucket.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            region: None,
+            endpoint: None,
+            path_style: false,
+            static_credentials: None,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Creates the bucket if it is missing. For development and emulators.
+    pub async fn ensure_bucket(&self) -> Result<()> {
+        match self.inner.client.create_bucket().bucket(&self.inner.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match errors::code(&e).as_deref() {
+                Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
+                _ => Err(errors::map(self, None, errors::Operation::Other, e)),
+            },
+        }
+    }
+
+    fn key(&self, lock: &LockName) -> String {
+        format!("{}{}", self.inner.prefix, lock.as_str())
+    }
+
+    async fn fetch(&self, lock: &LockName) -> Result<Option<(Bytes, String)>> {
+        let out = match self.inner.client.get_object().bucket(&self.inner.bucket).key(self.key(lock)).send().await {
+            Ok(out) => out,
+            Err(e) if errors::code(&e).as_deref() == Some("NoSuchKey") => return Ok(None),
+            Err(e) => return Err(errors::map(self, Some(lock), errors::Operation::Get, e)),
+        };
+        let etag = out.e_tag().map(str::to_string);
+        let body = out.body.collect().await.map_err(|e| Error::Unavailable { store: self.to_string(), source: Box::new(e) })?.into_bytes();
+        let etag = etag.ok_or_else(|| Error::Backend { store: self.to_string(), source: "GetObject returned no ETag".into() })?;
+        Ok(Some((body, etag)))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for S3Store {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        match self.fetch(lock).await? {
+            Some((raw, etag)) => Observed::decode(lock, self, raw, Version::new(etag)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        let out = self
+            .inner
+            .client
+            .put_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .content_type("application/json")
+            .if_none_match("*")
+            .body(ByteStream::from(raw))
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Create, e))?;
+        out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
+    }
+
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        let out = self
+            .inner
+            .client
+            .put_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .content_type("application/json")
+            .if_match(expected.as_str())
+            .body(ByteStream::from(raw))
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Update, e))?;
+        out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // ETags are content hashes, not counters: not monotonic.
+        Capabilities::atomic().with_max_record_bytes(Some(MAX_RECORD_BYTES))
+    }
+}
+
+#[async_trait]
+impl RawAccess for S3Store {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        self.inner
+            .client
+            .put_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .body(ByteStream::from(raw.to_vec()))
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Other, e))?;
+        Ok(())
+    }
+
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        Ok(self.fetch(lock).await?.map(|(raw, _)| raw))
+    }
+}
