@@ -2,29 +2,49 @@
 //!
 //! `cargo run -p lock-conformance --example semantics -- --out docs/semantics.md [--json FILE]`
 //!
-//! Stores come from the fixtures: `LOCK_TEST_POSTGRES_URL` / `LOCK_TEST_ETCD_ENDPOINTS`,
-//! else containers (set `LOCK_TEST_<STORE>_IMAGE` where no registry is reachable;
+//! Stores come from the fixtures: `LOCK_TEST_POSTGRES_URL`, `LOCK_TEST_ETCD_ENDPOINTS`,
+//! `LOCK_TEST_DYNAMODB_ENDPOINT`, `LOCK_TEST_S3_ENDPOINT`, else containers (set `LOCK_TEST_<STORE>_IMAGE` where no registry is reachable;
 //! `eval "$(scripts/stores)"` does it).
 
-use lock_conformance::{Harness, MemoryHarness, StoreHarness, fixtures, report};
+use lock_conformance::{Harness, MemoryHarness, StoreHarness, fixtures, fixtures::AwsEndpoint, report};
 use lock_core::{LeaseStore, LockName, MemoryStore};
+use lock_dynamodb::DynamoDbStore;
 use lock_etcd::EtcdStore;
 use lock_postgres::PostgresStore;
+use lock_s3::S3Store;
 use std::time::Duration;
 
-/// Waits until a store answers a read (containers take a moment to accept clients).
-async fn ready(h: &dyn StoreHarness) -> Result<(), String> {
-    let probe = LockName::new("conformance/probe").map_err(|e| e.to_string())?;
+async fn dynamodb(e: &AwsEndpoint) -> lock_core::Result<DynamoDbStore> {
+    DynamoDbStore::builder("highlander-leases")
+        .endpoint(&e.url)
+        .region(&e.region)
+        .static_credentials(&e.access_key_id, &e.secret_access_key)
+        .connect()
+        .await
+}
+
+async fn s3(e: &AwsEndpoint) -> lock_core::Result<S3Store> {
+    S3Store::builder("highlander-leases")
+        .endpoint(&e.url)
+        .region(&e.region)
+        .path_style(true)
+        .static_credentials(&e.access_key_id, &e.secret_access_key)
+        .connect()
+        .await
+}
+
+/// Retries `f` until it succeeds (containers take a moment), for at most a minute.
+async fn retry<F, Fut>(what: &str, f: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = lock_core::Result<()>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let answer = match h.connect().await {
-            Ok(store) => store.get(&probe).await.map(drop),
-            Err(e) => Err(e),
-        };
-        match answer {
+        match f().await {
             Ok(()) => return Ok(()),
             Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(format!("{what} not ready: {e}")),
         }
     }
 }
@@ -35,32 +55,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
 
     let pg_url = fixtures::postgres_url().await?;
-    let etcd = fixtures::etcd_endpoints().await?;
+    let etcd_endpoints = fixtures::etcd_endpoints().await?;
+    let (ddb, s3e) = (fixtures::dynamodb_endpoint().await?, fixtures::s3_endpoint().await?);
+    retry("postgres", || async { PostgresStore::builder(&pg_url)?.build()?.ensure_schema().await }).await?;
+    retry("etcd", || async { EtcdStore::builder(&etcd_endpoints).build()?.get(&LockName::new("probe")?).await.map(drop) }).await?;
+    retry("dynamodb", || async { dynamodb(&ddb).await?.ensure_table().await }).await?;
+    retry("s3", || async { s3(&s3e).await?.ensure_bucket().await }).await?;
+
     let postgres = Harness::new(move || {
         let url = pg_url.clone();
         async move { PostgresStore::builder(&url)?.build() }
     });
     let etcd = Harness::new(move || {
-        let endpoints = etcd.clone();
+        let endpoints = etcd_endpoints.clone();
         async move { EtcdStore::builder(&endpoints).build() }
     });
-    ready(&etcd).await.map_err(|e| format!("etcd not ready: {e}"))?;
-    // The table must exist before Postgres can answer a read.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let url = fixtures::postgres_url().await?;
-        match PostgresStore::builder(&url)?.build()?.ensure_schema().await {
-            Ok(()) => break,
-            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(e) => return Err(format!("postgres not ready: {e}").into()),
-        }
-    }
+    let dynamodb = Harness::new(move || {
+        let e = ddb.clone();
+        async move { dynamodb(&e).await }
+    });
+    let s3 = Harness::new(move || {
+        let e = s3e.clone();
+        async move { s3(&e).await }
+    });
 
     let backends: Vec<(&str, Box<dyn StoreHarness>)> = vec![
         ("memory", Box::new(MemoryHarness::new())),
         ("memory (last-writer-wins)", Box::new(MemoryHarness::with_store(MemoryStore::last_writer_wins()))),
         ("postgres", Box::new(postgres)),
         ("etcd", Box::new(etcd)),
+        ("dynamodb", Box::new(dynamodb)),
+        ("s3", Box::new(s3)),
     ];
     let mut reports = Vec::new();
     for (name, harness) in &backends {
@@ -75,6 +100,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = report::markdown(&reports);
     println!("{table}");
     if let Some(path) = arg("--out") {
+        let sources: Vec<String> = ["POSTGRES", "ETCD", "DYNAMODB", "S3"]
+            .iter()
+            .map(|s| {
+                let from = ["URL", "ENDPOINTS", "ENDPOINT"].iter().find_map(|k| fixtures::env(&format!("LOCK_TEST_{s}_{k}")).map(|_| "an external endpoint".to_string()));
+                format!("{} ({})", s.to_lowercase(), from.unwrap_or_else(|| format!("image `{}`", fixtures::env(&format!("LOCK_TEST_{s}_IMAGE")).unwrap_or_else(|| "official".into()))))
+            })
+            .collect();
         let doc = format!(
             "# Backend semantics\n\nGenerated by a real run of the conformance suite against every backend that exists:\n\n\
              ```sh\neval \"$(scripts/stores)\"   # official images, or locally built ones where no registry is reachable\n\
@@ -82,8 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              Elector checks use a 2 s lease, 1.5 s renew deadline and 300 ms retry period. Latencies are of {} sequential \
              calls from one client on this machine (containers on loopback); failover and handover are single measurements \
              against the bound each check enforces. \"Two winners\" counts races of two writers updating from the same \
-             version in which both were told they won.\n\n{table}",
-            report::LATENCY_SAMPLES
+             version in which both were told they won.\n\nStores in this run: {}.\n\n{table}",
+            report::LATENCY_SAMPLES,
+            sources.join(", ")
         );
         std::fs::write(&path, doc)?;
         eprintln!("wrote {path}");
