@@ -103,8 +103,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sources: Vec<String> = ["POSTGRES", "ETCD", "DYNAMODB", "S3"]
             .iter()
             .map(|s| {
-                let from = ["URL", "ENDPOINTS", "ENDPOINT"].iter().find_map(|k| fixtures::env(&format!("LOCK_TEST_{s}_{k}")).map(|_| "an external endpoint".to_string()));
-                format!("{} ({})", s.to_lowercase(), from.unwrap_or_else(|| format!("image `{}`", fixtures::env(&format!("LOCK_TEST_{s}_IMAGE")).unwrap_or_else(|| "official".into()))))
+                let from = ["URL", "ENDPOINTS", "ENDPOINT"]
+                    .iter()
+                    .find_map(|k| fixtures::env(&format!("LOCK_TEST_{s}_{k}")).map(|_| "an external endpoint".to_string()));
+                format!(
+                    "{} ({})",
+                    s.to_lowercase(),
+                    from.unwrap_or_else(|| format!(
+                        "image `{}`",
+                        fixtures::env(&format!("LOCK_TEST_{s}_IMAGE")).unwrap_or_else(|| "official".into())
+                    ))
+                )
             })
             .collect();
         let doc = format!(
