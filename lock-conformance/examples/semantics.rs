@@ -10,6 +10,10 @@ use lock_conformance::{Harness, MemoryHarness, StoreHarness, fixtures, fixtures:
 use lock_core::{LeaseStore, LockName, MemoryStore};
 use lock_dynamodb::DynamoDbStore;
 use lock_etcd::EtcdStore;
+use lock_gist::{
+    GistStore,
+    emulator::{Emulator, EmulatorConfig},
+};
 use lock_postgres::PostgresStore;
 use lock_s3::S3Store;
 use std::time::Duration;
@@ -79,6 +83,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async move { s3(&e).await }
     });
 
+    // The gist store runs against the in-process GitHub gist API emulator.
+    let emulator = std::sync::Arc::new(Emulator::start(EmulatorConfig::default()).await?);
+    let gist_id = emulator.control().create_gist("highlander", &[("README.md", "Highlander leases")]);
+    let gist = Harness::new(move || {
+        let (emulator, id) = (emulator.clone(), gist_id.clone());
+        async move { GistStore::builder(id).api(emulator.url()).token("emulator-token").allow_over_budget(true).build() }
+    });
+
     let backends: Vec<(&str, Box<dyn StoreHarness>)> = vec![
         ("memory", Box::new(MemoryHarness::new())),
         ("memory (last-writer-wins)", Box::new(MemoryHarness::with_store(MemoryStore::last_writer_wins()))),
@@ -86,6 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("etcd", Box::new(etcd)),
         ("dynamodb", Box::new(dynamodb)),
         ("s3", Box::new(s3)),
+        ("gist (emulator)", Box::new(gist)),
     ];
     let mut reports = Vec::new();
     for (name, harness) in &backends {

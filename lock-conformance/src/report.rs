@@ -217,6 +217,9 @@ pub fn markdown(reports: &[BackendReport]) -> String {
         )
     });
     row("rival write noticed after", &|r| secs(r.figure("rival_overwrite_is_detected_at_next_renewal", "rival_detected_seconds"), None));
+    row("overlapping leadership terms (4 candidates, faults)", &|r| {
+        r.figure("leadership_intervals_never_overlap", "overlapping_terms").map_or("–".into(), |v| format!("{v:.0}"))
+    });
     row(&format!("two-writer races with two winners (of {RACES})"), &|r| r.double_wins.map_or("–".into(), |d| d.to_string()));
     row("16 racing updates: winners", &|r| {
         r.figure("concurrent_updates_have_one_winner", "update_race_winners").map_or("–".into(), |v| format!("{v:.0}"))

@@ -442,3 +442,55 @@ async fn crash_without_release_fails_over_within_lease_plus_2_2_retry_periods() 
     }
     assert!(worst > LEASE, "a crash cannot fail over before the lease expires: {worst:?}");
 }
+
+/// A store that rate-limits every call for a while, asking callers to wait.
+#[derive(Debug, Clone)]
+struct RateLimitedStore {
+    inner: MemoryStore,
+    calls: Arc<Mutex<Vec<Instant>>>,
+    until: Instant,
+}
+
+impl std::fmt::Display for RateLimitedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rate-limited store")
+    }
+}
+
+#[lock_core::async_trait]
+impl LeaseStore for RateLimitedStore {
+    async fn get(&self, lock: &LockName) -> lock_core::Result<Option<lock_core::Observed>> {
+        self.calls.lock().expect("calls").push(Instant::now());
+        if Instant::now() < self.until {
+            return Err(lock_core::Error::RateLimited { store: self.to_string(), retry_after: Some(self.until - Instant::now()) });
+        }
+        self.inner.get(lock).await
+    }
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> lock_core::Result<lock_core::Version> {
+        self.inner.create(lock, rec).await
+    }
+    async fn update(
+        &self,
+        lock: &LockName,
+        expected: &lock_core::Version,
+        rec: &LeaderElectionRecord,
+    ) -> lock_core::Result<lock_core::Version> {
+        self.inner.update(lock, expected, rec).await
+    }
+    fn capabilities(&self) -> lock_core::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_asking_to_wait_is_not_called_again_before_then() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let store = RateLimitedStore { inner: MemoryStore::new(), calls: calls.clone(), until: Instant::now() + Duration::from_secs(60) };
+    let log = Log::default();
+    let mut c = candidate(store, "napoleon", &log);
+    let led = until_leader(&mut c).await;
+    let calls = calls.lock().expect("calls").clone();
+    assert_eq!(calls.len(), 2, "one refused call, then one after the wait: {calls:?}");
+    assert!(calls[1] - calls[0] >= Duration::from_secs(60), "called again after {:?}", calls[1] - calls[0]);
+    assert!(led - calls[0] < Duration::from_secs(60) + RETRY * 3);
+}

@@ -330,6 +330,7 @@ struct Caller {
 }
 
 /// GitHub's checks before any endpoint: User-Agent, token, primary rate limit.
+#[allow(clippy::result_large_err, reason = "an early HTTP answer, built once per request")]
 fn admit(inner: &mut Inner, headers: &HeaderMap) -> Result<Caller, Response> {
     if headers.get(header::USER_AGENT).is_none_or(|v| v.is_empty()) {
         return Err(error(
@@ -426,6 +427,7 @@ async fn read(State(control): State<Control>, Path(id): Path<String>, headers: H
 }
 
 /// What a write needs beyond admission: a token that may write this gist.
+#[allow(clippy::result_large_err, reason = "an early HTTP answer, built once per request")]
 fn may_write(inner: &Inner, caller: &Caller, owner: Option<&str>) -> Result<(), Response> {
     let Some(token) = &caller.token else { return Err(error(StatusCode::UNAUTHORIZED, "Requires authentication")) };
     match token.access {

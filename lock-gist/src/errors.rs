@@ -130,3 +130,45 @@ pub(crate) async fn check(store: &GistStore, lock: Option<&LockName>, gate: &Gat
         s => Error::Backend { store: text, source: format!("{s}: {message}{on}").into() },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("42"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(42)));
+        let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert("retry-after", HeaderValue::from_str(&at).expect("header"));
+        let wait = retry_after(&h).expect("a date parses");
+        assert!(wait > Duration::from_secs(110) && wait <= Duration::from_secs(120), "{wait:?}");
+        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn primary_reset_only_when_nothing_remains() {
+        let mut h = HeaderMap::new();
+        let reset = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs() + 600;
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("3"));
+        assert_eq!(primary_reset(&h), None);
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let wait = primary_reset(&h).expect("exhausted");
+        assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600), "{wait:?}");
+    }
+
+    #[test]
+    fn secondary_backoff_starts_at_a_minute_and_doubles_up_to_an_hour() {
+        let gate = Gate::default();
+        let waits: Vec<u64> = (0..8).map(|_| gate.next_backoff().as_secs()).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        gate.success();
+        assert_eq!(gate.next_backoff(), Duration::from_secs(60), "a success resets the backoff");
+    }
+}

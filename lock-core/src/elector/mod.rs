@@ -194,6 +194,8 @@ struct Campaign<'a> {
     reported_leader: Option<String>,
     /// The last failed store call, shown in the published state until a call succeeds.
     last_error: Option<String>,
+    /// How long the store last asked us to wait before calling again.
+    asked_to_wait: Option<Duration>,
 }
 
 impl<'a> Campaign<'a> {
@@ -211,6 +213,7 @@ impl<'a> Campaign<'a> {
             max_token_seen: 0,
             reported_leader: None,
             last_error: None,
+            asked_to_wait: None,
         }
     }
 
@@ -280,6 +283,10 @@ impl<'a> Campaign<'a> {
         let step = self.try_acquire_or_renew_once(deadline).await;
         self.last_error = match &step {
             Step::Failed(e) => Some(e.to_string()),
+            _ => None,
+        };
+        self.asked_to_wait = match &step {
+            Step::Failed(Error::RateLimited { retry_after, .. }) => *retry_after,
             _ => None,
         };
         step
@@ -412,6 +419,10 @@ impl<'a> Campaign<'a> {
             }
             let jitter = rand::rng().random::<f64>() * JITTER_FACTOR;
             let mut wake = Instant::now() + self.cfg().retry_period.mul_f64(1.0 + jitter);
+            // A store that asked us to wait (a rate limit) is obeyed.
+            if let Some(wait) = self.asked_to_wait.take() {
+                wake = wake.max(Instant::now() + wait);
+            }
             // Beyond client-go: look again the moment the observed lease expires
             // rather than up to a jittered retry period later.
             if let Some(expiry) = self.observed_expiry().filter(|e| *e > Instant::now()) {
@@ -520,7 +531,8 @@ impl<'a> Campaign<'a> {
                     Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder:?} holds the lease now")),
                     Step::Failed(e) => {
                         warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "failed to renew the lease");
-                        let retry_at = (Instant::now() + self.cfg().retry_period).min(deadline);
+                        let wait = self.asked_to_wait.take().unwrap_or_default().max(self.cfg().retry_period);
+                        let retry_at = (Instant::now() + wait).min(deadline);
                         if let Some(end) = self.wait(retry_at, term, shutdown, &mut draining_until).await {
                             return end;
                         }
