@@ -181,6 +181,15 @@ impl EtcdStore {
         use tonic::Code;
         let store = self.to_string();
         match e {
+            // etcd reports failed authentication as InvalidArgument: recognise it by message.
+            E::GRpcStatus(status)
+                if status.message().contains("authentication failed") || status.message().contains("user name is empty") =>
+            {
+                Error::PermissionDenied {
+                    store,
+                    detail: format!("{} (check the user and password; this cluster has authentication enabled)", status.message()),
+                }
+            }
             E::GRpcStatus(status) => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => Error::Unavailable {
                     store,

@@ -15,6 +15,19 @@ async fn losing_quorum_is_a_clear_unavailable_error_and_the_leader_steps_down() 
     let store = EtcdStore::builder([survivor.as_str()]).request_timeout(Duration::from_secs(2)).build().expect("valid");
     let lock = LockName::new("quorum/lock").expect("valid");
 
+    // All three endpoints in one store: writes through any member are seen through every other.
+    let all: Vec<String> = members.iter().map(|m| format!("http://127.0.0.1:{}", m.host_port())).collect();
+    let spread = EtcdStore::builder(&all).build().expect("valid");
+    let probe = LockName::new("quorum/spread").expect("valid");
+    let v = spread
+        .create(&probe, &lock_core::LeaderElectionRecord::new("a", 15, chrono::Utc::now()))
+        .await
+        .expect("create through the cluster");
+    for one in &all {
+        let seen = EtcdStore::builder([one.as_str()]).build().expect("valid").get(&probe).await.expect("get").expect("present");
+        assert_eq!(seen.version, v, "member {one} serves the same revision");
+    }
+
     let elector = LeaderElector::builder(store.clone(), lock.clone(), "stalin")
         .lease_duration(Duration::from_secs(4))
         .renew_deadline(Duration::from_secs(3))
