@@ -244,6 +244,21 @@ impl DynamoDbStore {
         Ok((record, version))
     }
 
+    /// A strongly consistent read of the lock's item.
+    async fn fetch_item(&self, lock: &LockName) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .inner
+            .client
+            .get_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(lock)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| errors::map(self, Some(lock), e))?;
+        Ok(out.item)
+    }
+
     async fn put(&self, lock: &LockName, raw: &Bytes, version: i64, condition: &str, expected: Option<i64>) -> Result<Version> {
         let text = std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
         let mut item = self.key(lock);
@@ -279,18 +294,8 @@ impl DynamoDbStore {
 #[async_trait]
 impl LeaseStore for DynamoDbStore {
     async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(&self.inner.table)
-            .set_key(Some(self.key(lock)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| errors::map(self, Some(lock), e))?;
-        let Some(item) = out.item() else { return Ok(None) };
-        let (raw, version) = self.decode_item(lock, item)?;
+        let Some(item) = self.fetch_item(lock).await? else { return Ok(None) };
+        let (raw, version) = self.decode_item(lock, &item)?;
         Observed::decode(lock, self, raw, Version::new(version.to_string())).map(Some)
     }
 
@@ -335,17 +340,7 @@ impl RawAccess for DynamoDbStore {
     }
 
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(&self.inner.table)
-            .set_key(Some(self.key(lock)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| errors::map(self, Some(lock), e))?;
-        Ok(out.item().and_then(|item| match item.get(RECORD_ATTRIBUTE) {
+        Ok(self.fetch_item(lock).await?.and_then(|item| match item.get(RECORD_ATTRIBUTE) {
             Some(AttributeValue::S(s)) => Some(Bytes::from(s.clone())),
             _ => None,
         }))

@@ -332,6 +332,15 @@ struct Caller {
 /// GitHub's checks before any endpoint: User-Agent, token, primary rate limit.
 #[allow(clippy::result_large_err, reason = "an early HTTP answer, built once per request")]
 fn admit(inner: &mut Inner, headers: &HeaderMap) -> Result<Caller, Response> {
+    let refused = admission(inner, headers);
+    if refused.is_err() {
+        inner.counts.rejected += 1;
+    }
+    refused
+}
+
+#[allow(clippy::result_large_err, reason = "an early HTTP answer, built once per request")]
+fn admission(inner: &mut Inner, headers: &HeaderMap) -> Result<Caller, Response> {
     if headers.get(header::USER_AGENT).is_none_or(|v| v.is_empty()) {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -399,10 +408,7 @@ async fn read(State(control): State<Control>, Path(id): Path<String>, headers: H
     let mut inner = control.lock();
     let caller = match admit(&mut inner, &headers) {
         Ok(c) => c,
-        Err(r) => {
-            inner.counts.rejected += 1;
-            return r;
-        }
+        Err(r) => return r,
     };
     let Some(g) = inner.gists.get(&id).filter(|g| g.public || caller.token.as_ref().is_some_and(|t| t.login == g.owner)) else {
         let r = error(StatusCode::NOT_FOUND, "Not Found");
@@ -459,10 +465,7 @@ async fn update(State(control): State<Control>, Path(id): Path<String>, headers:
     let mut inner = control.lock();
     let caller = match admit(&mut inner, &headers) {
         Ok(c) => c,
-        Err(r) => {
-            inner.counts.rejected += 1;
-            return r;
-        }
+        Err(r) => return r,
     };
     let conditional = [header::IF_MATCH, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE];
     if conditional.iter().any(|h| headers.contains_key(h)) {
@@ -526,10 +529,7 @@ async fn create(State(control): State<Control>, method: Method, headers: HeaderM
     let mut inner = control.lock();
     let caller = match admit(&mut inner, &headers) {
         Ok(c) => c,
-        Err(r) => {
-            inner.counts.rejected += 1;
-            return r;
-        }
+        Err(r) => return r,
     };
     debug_assert_eq!(method, Method::POST);
     if let Err(r) = may_write(&inner, &caller, None) {
@@ -572,10 +572,7 @@ async fn commits(State(control): State<Control>, Path(id): Path<String>, headers
     let mut inner = control.lock();
     let caller = match admit(&mut inner, &headers) {
         Ok(c) => c,
-        Err(r) => {
-            inner.counts.rejected += 1;
-            return r;
-        }
+        Err(r) => return r,
     };
     let base = base(&inner);
     let r = match inner.gists.get(&id) {

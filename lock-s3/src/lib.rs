@@ -184,6 +184,31 @@ impl S3Store {
         format!("{}{}", self.inner.prefix, lock.as_str())
     }
 
+    /// PutObject with `If-None-Match: *` (create) or `If-Match: <etag>` (update); returns the new ETag.
+    async fn put_conditional(
+        &self,
+        lock: &LockName,
+        rec: &LeaderElectionRecord,
+        op: errors::Operation,
+        expected: Option<&Version>,
+    ) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        let request = self
+            .inner
+            .client
+            .put_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .content_type("application/json")
+            .body(ByteStream::from(raw));
+        let request = match expected {
+            Some(etag) => request.if_match(etag.as_str()),
+            None => request.if_none_match("*"),
+        };
+        let out = request.send().await.map_err(|e| errors::map(self, Some(lock), op, e))?;
+        out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
+    }
+
     async fn fetch(&self, lock: &LockName) -> Result<Option<(Bytes, String)>> {
         let out = match self.inner.client.get_object().bucket(&self.inner.bucket).key(self.key(lock)).send().await {
             Ok(out) => out,
@@ -207,37 +232,11 @@ impl LeaseStore for S3Store {
     }
 
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
-        let out = self
-            .inner
-            .client
-            .put_object()
-            .bucket(&self.inner.bucket)
-            .key(self.key(lock))
-            .content_type("application/json")
-            .if_none_match("*")
-            .body(ByteStream::from(raw))
-            .send()
-            .await
-            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Create, e))?;
-        out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
+        self.put_conditional(lock, rec, errors::Operation::Create, None).await
     }
 
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
-        let out = self
-            .inner
-            .client
-            .put_object()
-            .bucket(&self.inner.bucket)
-            .key(self.key(lock))
-            .content_type("application/json")
-            .if_match(expected.as_str())
-            .body(ByteStream::from(raw))
-            .send()
-            .await
-            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Update, e))?;
-        out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
+        self.put_conditional(lock, rec, errors::Operation::Update, Some(expected)).await
     }
 
     fn capabilities(&self) -> Capabilities {
