@@ -1,0 +1,97 @@
+//! The `highlander` binary, driven as a user would: the demo to its summary, status
+//! in text and JSON, and one clear line for every kind of bad input.
+
+use lock_core::{LeaderElectionRecord, LeaseStore, LockName};
+use lock_gist::{
+    GistStore,
+    emulator::{Emulator, EmulatorConfig},
+};
+use std::process::{Command, Output};
+
+fn highlander(args: &[&str], token: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+    cmd.args(args).env_remove("GITHUB_TOKEN");
+    if let Some(t) = token {
+        cmd.env("GITHUB_TOKEN", t);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+/// Runs the binary off the async runtime (the emulator it talks to lives on it).
+async fn highlander_async(args: &[&str], token: &'static str) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    tokio::task::spawn_blocking(move || highlander(&args.iter().map(String::as_str).collect::<Vec<_>>(), Some(token))).await.expect("join")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn demo_elects_crashes_and_fails_over_to_its_summary() {
+    let out = highlander(&["demo", "--lease", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms", "--crash-after", "1s"], None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "demo failed: {}\n{stdout}", text(&out.stderr));
+    let leader =
+        stdout.lines().find_map(|l| l.split("] I am ").nth(1).and_then(|rest| rest.split('!').next())).expect("someone leads").to_string();
+    assert!(stdout.contains(&format!("I am {leader}! I will lead you to greatness!")), "{stdout}");
+    assert!(stdout.contains(&format!("All hail {leader}")), "{stdout}");
+    assert!(stdout.contains(&format!("[{leader}] *** crashed without releasing ***")), "{stdout}");
+    assert!(stdout.contains("transitions      1"), "{stdout}");
+    assert!(stdout.contains("fencing tokens   1 then 2"), "{stdout}");
+    let failover_line = stdout.lines().find(|l| l.contains("failover")).expect("a failover line");
+    let measured: f64 = failover_line.split_whitespace().nth(1).and_then(|s| s.trim_end_matches('s').parse().ok()).expect("seconds");
+    assert!((1.0..=2.0 + 0.66 + 0.5).contains(&measured), "{failover_line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_record_in_text_and_json() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
+    let gist = emulator.control().create_gist("highlander", &[("README.md", "leases")]);
+    let store = GistStore::builder(&gist).api(emulator.url()).token("emulator-token").allow_over_budget(true).build().expect("store");
+    let lock = LockName::new("billing").expect("valid");
+    let mut rec = LeaderElectionRecord::new("stalin", 60, chrono::Utc::now());
+    rec.leader_transitions = 3;
+    rec.fencing_token = Some(lock_core::FencingToken(4));
+    store.create(&lock, &rec).await.expect("create");
+    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+
+    let out = highlander_async(&["status", "--store", &url, "--lock", "billing"], "emulator-token").await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in ["holder         stalin", "lease          60s", "expired        no", "transitions    3", "fencing token  4"] {
+        assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
+    }
+
+    let out = highlander_async(&["status", "--store", &url, "--lock", "billing", "--json"], "emulator-token").await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    assert_eq!(json["holder"], "stalin");
+    assert_eq!(json["leaderTransitions"], 3);
+    assert_eq!(json["fencingToken"], 4);
+    assert_eq!(json["expired"], false);
+
+    let out = highlander_async(&["status", "--store", &url, "--lock", "nobody", "--json"], "emulator-token").await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    assert_eq!(json["exists"], false);
+}
+
+#[test]
+fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let unreachable = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    for (args, expected) in [
+        (vec!["status", "--store", "redis://x", "--lock", "a"], "unknown store scheme \"redis\""),
+        (vec!["status", "--store", "localhost:5432", "--lock", "a"], "SCHEME://"),
+        (vec!["demo", "--lease", "soon"], "invalid duration \"soon\""),
+        (vec!["status", "--store", "memory://x", "--lock", "bad\nname"], "control character"),
+        (vec!["status", "--store", unreachable.as_str(), "--lock", "a"], "unavailable"),
+        (vec!["status", "--store", "gist://abc?retry=10s", "--lock", "a"], "GITHUB_TOKEN"),
+    ] {
+        let out = highlander(&args, None);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?}: the password leaked: {stderr}");
+    }
+}
