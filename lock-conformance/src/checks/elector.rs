@@ -150,8 +150,9 @@ pub(crate) fn overlaps(terms: &Terms) -> Vec<(Term, Term)> {
     found
 }
 
-fn is_atomic(store: &SharedStore) -> bool {
-    store.capabilities().is_atomic()
+/// Whether the store under test claims atomic compare-and-set (overlap is then forbidden, not just measured).
+async fn claims_atomic(h: &dyn StoreHarness) -> Result<bool, Failure> {
+    Ok(h.connect().await?.capabilities().is_atomic())
 }
 
 /// One candidate alone acquires the lock, holds it, and releases it on shutdown.
@@ -190,7 +191,7 @@ pub async fn five_candidates_elect_exactly_one(h: &dyn StoreHarness) -> CheckRes
     }
     let found = overlaps(&terms);
     stop_all(candidates).await?;
-    if is_atomic(&h.connect().await?) {
+    if claims_atomic(h).await? {
         ensure!(found.is_empty(), "leadership terms overlapped: {found:?}");
     }
     Ok(Observation::default().figure("overlapping_terms", found.len() as f64))
@@ -220,7 +221,7 @@ pub async fn crash_fails_over_within_bound(h: &dyn StoreHarness) -> CheckResult 
         "a standby took over {failover:?} after the crash, before the lease could expire"
     );
     ensure!(failover <= bound, "failover took {failover:?}, over its bound {bound:?} (lease + 2.2 × retry + 4 × latency {latency:?})");
-    if is_atomic(&h.connect().await?) {
+    if claims_atomic(h).await? {
         ensure!(found.is_empty(), "terms overlapped: {found:?}");
     }
     Ok(Observation::default()
@@ -270,7 +271,7 @@ async fn step_down_when_store_breaks(h: &dyn StoreHarness, mode: FaultMode) -> C
         t.renew_deadline
     );
     ensure!(took_over >= stepped_down, "{mode:?}: the standby led before the leader stepped down");
-    if is_atomic(&h.connect().await?) {
+    if claims_atomic(h).await? {
         ensure!(found.is_empty(), "{mode:?}: terms overlapped: {found:?}");
     }
     Ok(Observation::default()
@@ -317,7 +318,7 @@ pub async fn leadership_intervals_never_overlap(h: &dyn StoreHarness) -> CheckRe
     let found = overlaps(&terms);
     let n = terms.lock().map(|t| t.len()).unwrap_or(0);
     stop_all(candidates).await?;
-    if is_atomic(&h.connect().await?) {
+    if claims_atomic(h).await? {
         ensure!(found.is_empty(), "seed {seed}: terms overlapped: {found:?}");
     }
     ensure!(n >= 1, "seed {seed}: nobody led");
