@@ -59,6 +59,17 @@ pub async fn open(url: &str) -> Result<SharedStore> {
 
 /// Opens an already parsed [`StoreUrl`].
 pub async fn open_parsed(url: &StoreUrl) -> Result<SharedStore> {
+    Ok(open_raw_parsed(url).await?)
+}
+
+/// Opens the store a URL names with its raw back door ([`RawAccess`]): what the
+/// conformance suite needs to plant and inspect records behind the store's back.
+pub async fn open_raw(url: &str) -> Result<Arc<dyn RawAccess>> {
+    open_raw_parsed(&StoreUrl::parse(url)?).await
+}
+
+/// Opens an already parsed [`StoreUrl`] with its raw back door.
+pub async fn open_raw_parsed(url: &StoreUrl) -> Result<Arc<dyn RawAccess>> {
     match url {
         StoreUrl::Memory { name } => Ok(Arc::new(memory(name))),
         #[cfg(feature = "postgres")]

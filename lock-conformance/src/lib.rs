@@ -19,6 +19,7 @@
 //! believed they won. A claim is checked, not trusted.
 
 pub mod checks;
+#[cfg(feature = "containers")]
 pub mod fixtures;
 pub mod harness;
 pub mod report;

@@ -1,7 +1,7 @@
 //! The semantics report: every check's result per backend, side by side, with the
 //! figures that matter when choosing a store (latency, failover, double winners).
 
-use crate::{CHECKS, Level, StoreHarness, check, unique_lock};
+use crate::{CHECKS, Check, Level, StoreHarness, check, unique_lock};
 use lock_core::{LeaderElectionRecord, LeaseStore, WriteConsistency};
 use serde::Serialize;
 use std::{fmt::Write as _, time::Duration};
@@ -128,14 +128,24 @@ async fn count_double_wins(h: &dyn StoreHarness) -> lock_core::Result<usize> {
 
 /// Runs every check and every measurement against one backend. Never panics: a
 /// failure is recorded in the report.
-pub async fn run(backend: &str, h: &dyn StoreHarness, mut progress: impl FnMut(&str, &CheckOutcome)) -> BackendReport {
+pub async fn run(backend: &str, h: &dyn StoreHarness, progress: impl FnMut(&str, &CheckOutcome)) -> BackendReport {
+    run_selected(backend, h, |_| true, progress).await
+}
+
+/// As [`run`], with only the checks `select` accepts (the measurements always run).
+pub async fn run_selected(
+    backend: &str,
+    h: &dyn StoreHarness,
+    select: impl Fn(&Check) -> bool,
+    mut progress: impl FnMut(&str, &CheckOutcome),
+) -> BackendReport {
     let store = h.connect().await;
     let (description, caps) = match &store {
         Ok(s) => (s.to_string(), Some(s.capabilities())),
         Err(e) => (format!("unreachable: {e}"), None),
     };
     let mut checks = Vec::new();
-    for c in CHECKS {
+    for c in CHECKS.iter().filter(|c| select(c)) {
         let started = Instant::now();
         let result = check(c.name, h).await;
         let seconds = started.elapsed().as_secs_f64();

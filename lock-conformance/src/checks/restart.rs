@@ -77,6 +77,7 @@ pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn R
 }
 
 /// A container started by a fixture, as a [`RestartableStore`].
+#[cfg(feature = "containers")]
 #[async_trait]
 impl RestartableStore for std::sync::Arc<crate::fixtures::RunningContainer> {
     async fn stop(&self) -> Result<(), Failure> {

@@ -1,0 +1,153 @@
+//! The `highlander` command-line tool.
+//!
+//! - `highlander demo`: candidates elect a leader on a store (by default a GitHub gist
+//!   API emulator started in-process), the leader crashes, a standby takes over.
+//! - `highlander run --store URL --lock NAME -- CMD…`: runs a command only while this
+//!   process leads.
+//! - `highlander status`: a lock's record.
+//! - `highlander conformance --store URL`: the shared suite against a running store.
+
+mod conformance;
+mod demo;
+mod guard;
+mod run;
+mod serve;
+mod status;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use highlander::parse_duration;
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "highlander",
+    version,
+    about = "There can be only one: leader election across clusters, on any store with compare-and-set"
+)]
+struct Cli {
+    /// How logs are written to stderr (filter them with RUST_LOG).
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Candidates elect a leader, it crashes without releasing, a standby takes over.
+    Demo(demo::Args),
+    /// Runs a command only while this process leads the lock.
+    Run(run::Args),
+    /// Shows a lock's record: holder, times, lease, expiry, transitions, fencing token.
+    Status(status::Args),
+    /// Runs the shared conformance suite against a running store and prints its semantics.
+    Conformance(conformance::Args),
+}
+
+/// Parses `15s`, `1500ms`, `2m` for clap.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| match e {
+        highlander::Error::Config(message) => message,
+        other => other.to_string(),
+    })
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == guard::ARG) {
+        return guard::main();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) => {
+            // One clear line, not clap's usage block.
+            let text = e.to_string();
+            eprintln!("highlander: {}", text.lines().next().unwrap_or_default().trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let json = cli.log_format == LogFormat::Json;
+    // The demo narrates on stdout; `run` reports what it does on stderr.
+    let default_filter = match cli.command {
+        Command::Run(_) => "warn,highlander=info,lock_core=info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+
+    // `run` and `status` are one elector or one look: a single thread keeps an idle
+    // candidate small. The demo and the suite run many electors at once.
+    let runtime = match cli.command {
+        Command::Run(_) | Command::Status(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => return fail(json, &format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
+            Command::Run(args) => run::run(args).await,
+            Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
+            Command::Conformance(args) => conformance::conformance(args).await.map_err(Failure::from),
+        }
+    });
+    // Blocked name lookups and the like must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(Failure { message, code }) => {
+            fail(json, &message);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Why a command failed, and the exit code that says so.
+pub(crate) struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    /// The shell's code for a command that could not be started.
+    pub(crate) fn not_started(message: String) -> Self {
+        Self { message, code: 127 }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, code: 1 }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+fn fail(json: bool, message: &str) -> ExitCode {
+    if json {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("highlander: {message}");
+    }
+    ExitCode::FAILURE
+}

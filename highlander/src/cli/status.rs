@@ -1,0 +1,85 @@
+//! `highlander status`: a lock's record, once or on every change.
+
+use crate::demo::token;
+use highlander::{FencingToken, LeaseStore, LockName, StoreUrl, open_parsed};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
+    #[arg(long)]
+    store: String,
+    /// The lock's name.
+    #[arg(long)]
+    lock: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Keep watching and print every change until interrupted.
+    #[arg(long)]
+    watch: bool,
+}
+
+pub(crate) async fn status(args: Args) -> Result<(), String> {
+    let Args { store, lock, json, watch } = args;
+    show(&store, &lock, json, watch).await
+}
+
+async fn show(url: &str, lock: &str, json: bool, watch: bool) -> Result<(), String> {
+    let lock = LockName::new(lock).map_err(|e| e.to_string())?;
+    let parsed = StoreUrl::parse(url).map_err(|e| e.to_string())?;
+    let store = open_parsed(&parsed).await.map_err(|e| e.to_string())?;
+    let mut last: Option<String> = None;
+    loop {
+        let shown = describe(&*store, &lock, json).await?;
+        if last.as_ref() != Some(&shown) {
+            println!("{shown}");
+            last = Some(shown);
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool) -> Result<String, String> {
+    let Some(seen) = store.get(lock).await.map_err(|e| e.to_string())? else {
+        return Ok(if json {
+            serde_json::json!({ "lock": lock.as_str(), "store": store.to_string(), "exists": false }).to_string()
+        } else {
+            format!("lock {lock:?} in {store}: no record")
+        });
+    };
+    let r = seen.record;
+    // One look cannot observe a change over time: expiry is judged by the record's
+    // renewTime against this machine's clock, and labelled as such.
+    let now = chrono::Utc::now();
+    let expires = r.renew_time.map(|t| t + chrono::Duration::seconds(i64::from(r.lease_duration_seconds)));
+    let expired = !r.is_held() || expires.is_some_and(|e| e <= now);
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    if json {
+        return Ok(serde_json::json!({
+            "lock": lock.as_str(), "store": store.to_string(), "exists": true,
+            "holder": if r.is_held() { Some(r.holder_identity.clone()) } else { None },
+            "acquireTime": time(r.acquire_time), "renewTime": time(r.renew_time),
+            "leaseDurationSeconds": r.lease_duration_seconds, "expired": expired,
+            "leaderTransitions": r.leader_transitions, "fencingToken": r.fencing_token.map(FencingToken::get),
+            "version": seen.version.as_str(),
+        })
+        .to_string());
+    }
+    let holder = if r.is_held() { r.holder_identity.clone() } else { "(none: released)".into() };
+    Ok(format!(
+        "lock           {lock}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {} (renewTime + lease vs this machine's clock)\ntransitions    {}\nfencing token  {}",
+        time(r.acquire_time).unwrap_or_else(|| "-".into()),
+        time(r.renew_time).unwrap_or_else(|| "-".into()),
+        r.lease_duration_seconds,
+        if expired { "yes" } else { "no" },
+        r.leader_transitions,
+        token(r.fencing_token),
+    ))
+}

@@ -1,0 +1,415 @@
+//! `highlander run`, driven as a user would, on a real compare-and-set store (Postgres
+//! from the conformance fixtures: `LOCK_TEST_POSTGRES_URL` or a container on 127.0.0.1).
+//!
+//! Every command the candidates run appends a line to a shared log several times a
+//! second: its fencing token, its identity and the wall-clock time. The log is the
+//! evidence that a command never ran in two processes at once.
+
+use lock_core::{LeaderElectionRecord, LeaseStore, LockName};
+use lock_postgres::PostgresStore;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+const LEASE: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_millis(300);
+const GRACE: Duration = Duration::from_millis(200);
+const DURATIONS: [&str; 8] = ["--lease", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms", "--grace", "200ms"];
+
+/// A command that records every 50 ms while it runs; on SIGTERM it records that and exits 7.
+const TICKER: &str = r#"trap 'echo "$HIGHLANDER_FENCING_TOKEN $HIGHLANDER_IDENTITY stop $(date +%s%N)" >> "$TICK_LOG"; exit 7' TERM
+while :; do echo "$HIGHLANDER_FENCING_TOKEN $HIGHLANDER_IDENTITY tick $(date +%s%N)" >> "$TICK_LOG"; sleep 0.05; done"#;
+
+/// As [`TICKER`], but it ignores SIGTERM (and so does its `sleep`): only SIGKILL stops it.
+const STUBBORN: &str = r#"trap '' TERM
+while :; do echo "$HIGHLANDER_FENCING_TOKEN $HIGHLANDER_IDENTITY tick $(date +%s%N)" >> "$TICK_LOG"; sleep 0.05; done"#;
+
+/// The test's Postgres: a URL without its password, the password, and a store client.
+struct Pg {
+    url: String,
+    password: String,
+    store: PostgresStore,
+}
+
+async fn postgres() -> Pg {
+    let full =
+        lock_conformance::fixtures::postgres_url().await.expect("a Postgres for the run tests (LOCK_TEST_POSTGRES_URL or a container)");
+    let store = PostgresStore::builder(&full).expect("url").build().expect("store");
+    store.ensure_schema().await.expect("schema");
+    // The password goes to the candidates through PGPASSWORD, never through argv.
+    let (scheme, rest) = full.split_once("://").expect("a URL");
+    let (userinfo, host) = rest.split_once('@').expect("user-info");
+    let (user, password) = userinfo.split_once(':').map_or((userinfo, ""), |(u, p)| (u, p));
+    Pg { url: format!("{scheme}://{user}@{host}"), password: password.to_string(), store }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos())
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos()
+}
+
+/// A `highlander run` process, killed by its pid if the test ends early.
+struct Candidate {
+    child: Child,
+    identity: String,
+    stderr: mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Candidate {
+    fn start(pg: &Pg, lock: &str, identity: &str, log: &Path, extra: &[&str], script: &str) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+        cmd.args(["run", "--store", &pg.url, "--lock", lock, "--identity", identity])
+            .args(DURATIONS)
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .env("PGPASSWORD", &pg.password)
+            .env("TICK_LOG", log)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("highlander starts");
+        let (tx, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, identity: identity.to_string(), stderr, lines: Vec::new() }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the candidate");
+    }
+
+    /// Waits for the process to exit, up to `within`.
+    fn wait(&mut self, within: Duration) -> ExitStatus {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() >= until {
+                let logs = self.logs();
+                panic!("{} did not exit within {within:?}:\n{logs}", self.identity);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What it logged so far.
+    fn logs(&mut self) -> String {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.lines.push(line);
+        }
+        self.lines.join("\n")
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line of the tick log.
+#[derive(Debug, Clone)]
+struct Tick {
+    token: u64,
+    identity: String,
+    kind: String,
+    at_ns: u128,
+}
+
+fn ticks(log: &Path) -> Vec<Tick> {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        f.read_to_string(&mut text).expect("read the tick log");
+    }
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(Tick {
+                token: f.next()?.parse().ok()?,
+                identity: f.next()?.into(),
+                kind: f.next()?.into(),
+                at_ns: f.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Waits until a tick of `identity` newer than `after_ns` is in the log; returns its time.
+fn first_tick(log: &Path, identity: &str, after_ns: u128, within: Duration) -> u128 {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(t) = ticks(log).iter().filter(|t| t.identity == identity && t.at_ns > after_ns).map(|t| t.at_ns).min() {
+            return t;
+        }
+        assert!(Instant::now() < until, "{identity} never ran its command within {within:?}; log: {:?}", ticks(log));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The commands never overlapped: each fencing token belongs to one identity, and every
+/// line of a token comes after every line of the tokens before it. Returns the terms.
+fn assert_terms_never_overlap(log: &Path) -> Vec<(u64, String, u128, u128)> {
+    let mut terms: BTreeMap<u64, (String, u128, u128)> = BTreeMap::new();
+    for t in ticks(log) {
+        let term = terms.entry(t.token).or_insert_with(|| (t.identity.clone(), t.at_ns, t.at_ns));
+        assert_eq!(term.0, t.identity, "fencing token {} was used by two identities", t.token);
+        term.1 = term.1.min(t.at_ns);
+        term.2 = term.2.max(t.at_ns);
+    }
+    let terms: Vec<(u64, String, u128, u128)> = terms.into_iter().map(|(k, (id, a, b))| (k, id, a, b)).collect();
+    for pair in terms.windows(2) {
+        let ((t1, id1, _, end1), (t2, id2, start2, _)) = (&pair[0], &pair[1]);
+        assert!(end1 < start2, "{id1} (token {t1}) still ran {} ms after {id2} (token {t2}) started", (end1 - start2) / 1_000_000);
+    }
+    terms
+}
+
+fn ms(ns: u128) -> f64 {
+    ns as f64 / 1e6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_leader_hands_over_within_its_bound_and_its_command_dies_with_it() {
+    let pg = postgres().await;
+    let dir = tempdir("sigkill");
+    let log = dir.join("ticks");
+    let lock = unique("run-sigkill");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(ticks(&log).iter().all(|t| t.identity == "alpha"), "beta ran its command while alpha led:\n{}", b.logs());
+
+    let killed_at = now_ns();
+    a.signal(Signal::SIGKILL);
+    a.wait(Duration::from_secs(5));
+    let took_over = first_tick(&log, "beta", killed_at, Duration::from_secs(10));
+    let handover = ms(took_over - killed_at);
+    let bound = ms((LEASE + RETRY.mul_f64(2.2)).as_nanos());
+    println!("SIGKILL of the leader: beta's command started {handover:.0} ms later (bound: lease + 2.2 × retry = {bound:.0} ms)");
+    // The bound is the election's; starting `sh` and `date` gets 300 ms on top.
+    assert!(handover <= bound + 300.0, "handover took {handover:.0} ms, bound {bound:.0} ms");
+    assert!(handover >= ms(LEASE.as_nanos()) - ms(RETRY.as_nanos()), "beta cannot take an unexpired lease: {handover:.0} ms");
+    let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
+    // The guard kills alpha's command as soon as alpha dies, not when the lease expires.
+    assert!(alpha_last < killed_at + 300_000_000, "alpha's command outlived alpha by {:.0} ms", ms(alpha_last.saturating_sub(killed_at)));
+
+    std::thread::sleep(Duration::from_millis(500));
+    b.signal(Signal::SIGTERM);
+    let status = b.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(7), "the exit status follows the command's (its TERM trap exits 7):\n{}", b.logs());
+    let terms = assert_terms_never_overlap(&log);
+    assert_eq!(terms.iter().map(|t| t.1.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    assert!(terms[1].0 > terms[0].0, "fencing tokens increase: {terms:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_command_releases_and_hands_over_within_about_a_retry_period() {
+    let pg = postgres().await;
+    let dir = tempdir("sigterm");
+    let log = dir.join("ticks");
+    let lock = unique("run-sigterm");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let signalled_at = now_ns();
+    a.signal(Signal::SIGTERM);
+    let status = a.wait(Duration::from_secs(5));
+    let exited_after = ms(now_ns() - signalled_at);
+    assert_eq!(status.code(), Some(7), "the exit status follows the command's:\n{}", a.logs());
+    assert!(ticks(&log).iter().any(|t| t.identity == "alpha" && t.kind == "stop"), "alpha's command got SIGTERM");
+    assert!(a.logs().contains("released the lease"), "alpha released:\n{}", a.logs());
+    let took_over = first_tick(&log, "beta", signalled_at, Duration::from_secs(10));
+    let handover = ms(took_over - signalled_at);
+    println!(
+        "SIGTERM to the leader: it exited after {exited_after:.0} ms, beta's command started {handover:.0} ms after the signal (retry period {} ms, jittered up to {} ms)",
+        RETRY.as_millis(),
+        RETRY.mul_f64(2.2).as_millis()
+    );
+    // A standby polls once per jittered retry period (client-go's: 1 to 2.2 × the
+    // period); the rest is stopping one command and starting the next.
+    assert!(handover <= ms(RETRY.as_nanos()) * 2.2 + 300.0, "handover took {handover:.0} ms");
+    assert!(handover < ms(LEASE.as_nanos()), "released, not expired: {handover:.0} ms");
+    b.signal(Signal::SIGINT);
+    assert_eq!(b.wait(Duration::from_secs(5)).code(), Some(7));
+    assert_terms_never_overlap(&log);
+    let rec = pg.store.get(&LockName::new(&lock).expect("name")).await.expect("get").expect("record");
+    assert!(!rec.record.is_held(), "the last one released too: {:?}", rec.record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_leadership_stops_a_stubborn_command_with_sigkill_after_the_grace_period() {
+    let pg = postgres().await;
+    let dir = tempdir("lost");
+    let log = dir.join("ticks");
+    let lock = unique("run-lost");
+    let name = LockName::new(&lock).expect("name");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &["--once"], STUBBORN);
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+
+    // Someone else takes the lease behind alpha's back.
+    let seen = pg.store.get(&name).await.expect("get").expect("record");
+    let mut rec = LeaderElectionRecord::new("usurper", 60, chrono::Utc::now());
+    rec.leader_transitions = seen.record.leader_transitions + 1;
+    let usurped_at = now_ns();
+    pg.store.update(&name, &seen.version, &rec).await.expect("usurp");
+
+    let status = a.wait(Duration::from_secs(5));
+    let logs = a.logs();
+    assert_eq!(status.code(), Some(128 + 9), "a command that ignores SIGTERM is killed, and the exit status says so:\n{logs}");
+    assert!(logs.contains("did not stop within the grace period"), "{logs}");
+    let last = ticks(&log).iter().map(|t| t.at_ns).max().expect("ticks");
+    let stopped_after = ms(last.saturating_sub(usurped_at));
+    let bound = ms((RETRY.mul_f64(1.2) + GRACE).as_nanos()) + 200.0;
+    println!(
+        "lease taken: the stubborn command's last tick came {stopped_after:.0} ms later (retry × 1.2 + grace + 200 ms = {bound:.0} ms)"
+    );
+    assert!(stopped_after <= bound, "the command ran {stopped_after:.0} ms after the lease was taken");
+    let after = pg.store.get(&name).await.expect("get").expect("record");
+    assert_eq!(after.record.holder_identity, "usurper", "a lease held by another is not released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_gets_its_lease_in_the_environment_and_its_exit_status_is_highlanders() {
+    let pg = postgres().await;
+    let dir = tempdir("env");
+    let env_file = dir.join("env");
+    let lock = unique("run-env");
+    let script = format!("env > {}; exit 3", env_file.display());
+    // No --identity: the default is unique per process.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+    cmd.args(["run", "--store", &pg.url, "--lock", &lock, "--", "sh", "-c", &script]).env("PGPASSWORD", &pg.password);
+    let out = tokio::task::spawn_blocking(move || {
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let pid = child.id();
+        (pid, child.wait_with_output().expect("output"))
+    })
+    .await
+    .expect("join");
+    let (pid, out) = out;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let env = std::fs::read_to_string(&env_file).expect("the command wrote its environment");
+    let var = |name: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(str::to_string);
+    assert_eq!(var("HIGHLANDER_LOCK").as_deref(), Some(lock.as_str()));
+    assert_eq!(var("HIGHLANDER_FENCING_TOKEN").as_deref(), Some("1"));
+    let identity = var("HIGHLANDER_IDENTITY").expect("identity");
+    assert!(identity.ends_with(&format!("-{pid}")) && identity.len() > format!("-{pid}").len(), "host-pid: {identity}");
+    let rec = pg.store.get(&LockName::new(&lock).expect("name")).await.expect("get").expect("record");
+    assert!(!rec.record.is_held(), "released when the command exited: {:?}", rec.record);
+    assert_eq!(rec.record.fencing_token.map(|t| t.get()), Some(1));
+}
+
+#[test]
+fn metrics_health_and_json_logs() {
+    let lock = unique("run-metrics");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+    cmd.args(["run", "--store", "memory://metrics", "--lock", &lock, "--log-format", "json"])
+        .args(["--metrics", "127.0.0.1:0", "--health", "127.0.0.1:0", "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let _stop = KillOnDrop(child.id());
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let (mut metrics, mut health, mut started) = (None, None, false);
+    let until = Instant::now() + Duration::from_secs(20);
+    while metrics.is_none() || health.is_none() || !started {
+        let line = rx.recv_timeout(until.saturating_duration_since(Instant::now())).expect("the expected log lines");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let fields = &json["fields"];
+        match fields["paths"].as_str() {
+            Some("/metrics") => metrics = fields["address"].as_str().map(str::to_string),
+            Some("/healthz") => health = fields["address"].as_str().map(str::to_string),
+            _ => {}
+        }
+        started |= fields["message"] == "started the command";
+        lines.push(json);
+    }
+    let (status, body) = http_get(metrics.as_deref().expect("metrics address"), "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("highlander_leader{{lock=\"{lock}\",identity=")), "{body}");
+    let leader_line = body.lines().find(|l| l.starts_with("highlander_leader{")).expect("leader gauge");
+    assert!(leader_line.ends_with(" 1"), "{leader_line}");
+    assert!(body.contains(&format!("highlander_command_running{{lock=\"{lock}\"}} 1")), "{body}");
+    assert!(body.contains(&format!("highlander_command_starts_total{{lock=\"{lock}\"}} 1")), "{body}");
+    let (status, body) = http_get(health.as_deref().expect("health address"), "/healthz");
+    assert_eq!((status, body.trim()), (200, "ok: leading (fencing token 1)"));
+
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    // `sleep` dies of the SIGTERM: 128 + 15, as a shell would report it.
+    assert_eq!(status.code(), Some(143));
+    reader.join().expect("reader");
+    for line in rx.try_iter() {
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        lines.push(json);
+    }
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "released the lease"), "{lines:?}");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{lines:?}");
+}
+
+/// SIGKILL to a pid when dropped (the test failed before stopping it).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    assert!(addr.starts_with("127.0.0.1:"), "tests talk to 127.0.0.1 only: {addr}");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("highlander-{name}")));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
