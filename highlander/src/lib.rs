@@ -44,7 +44,6 @@ fn memory(name: &str) -> MemoryStore {
     stores.entry(name.to_string()).or_default().clone()
 }
 
-#[allow(dead_code, reason = "unused when every backend feature is on")]
 fn feature_off(url: &StoreUrl) -> Error {
     let feature = url.feature().unwrap_or("?");
     Error::Config(format!("the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"))
@@ -70,79 +69,115 @@ pub async fn open_raw(url: &str) -> Result<Arc<dyn RawAccess>> {
 
 /// Opens an already parsed [`StoreUrl`] with its raw back door.
 pub async fn open_raw_parsed(url: &StoreUrl) -> Result<Arc<dyn RawAccess>> {
-    match url {
-        StoreUrl::Memory { name } => Ok(Arc::new(memory(name))),
+    Ok(match url {
+        StoreUrl::Memory { name } => Arc::new(memory(name)),
         #[cfg(feature = "postgres")]
-        StoreUrl::Postgres { connection, table, schema } => {
-            let mut b = lock_postgres::PostgresStore::builder(connection)?;
-            if let Some(t) = table {
-                b = b.table(t);
-            }
-            if let Some(s) = schema {
-                b = b.schema(s);
-            }
-            Ok(Arc::new(b.build()?))
-        }
+        StoreUrl::Postgres { .. } => Arc::new(postgres(url)?),
         #[cfg(feature = "etcd")]
-        StoreUrl::Etcd { endpoints, prefix, user } => {
-            let mut b = lock_etcd::EtcdStore::builder(endpoints);
-            if let Some(p) = prefix {
-                b = b.prefix(p);
-            }
-            let env_user = std::env::var("ETCD_USERNAME")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default()));
-            if let Some((u, p)) = user.clone().or(env_user) {
-                b = b.user(u, p);
-            }
-            if endpoints.iter().any(|e| e.starts_with("https://")) {
-                b = b.tls(lock_etcd::TlsOptions::new());
-            }
-            Ok(Arc::new(b.build()?))
-        }
+        StoreUrl::Etcd { .. } => Arc::new(etcd(url)?),
         #[cfg(feature = "dynamodb")]
-        StoreUrl::DynamoDb { table, region, endpoint, key_attribute } => {
-            let mut b = lock_dynamodb::DynamoDbStore::builder(table);
-            if let Some(r) = region {
-                b = b.region(r);
-            }
-            if let Some(e) = endpoint {
-                b = b.endpoint(e);
-            }
-            if let Some(k) = key_attribute {
-                b = b.key_attribute(k);
-            }
-            Ok(Arc::new(b.connect().await?))
-        }
+        StoreUrl::DynamoDb { .. } => Arc::new(dynamodb(url).await?),
         #[cfg(feature = "s3")]
-        StoreUrl::S3 { bucket, prefix, region, endpoint, path_style } => {
-            let mut b = lock_s3::S3Store::builder(bucket).path_style(*path_style);
-            if let Some(p) = prefix {
-                b = b.prefix(p);
-            }
-            if let Some(r) = region {
-                b = b.region(r);
-            }
-            if let Some(e) = endpoint {
-                b = b.endpoint(e);
-            }
-            Ok(Arc::new(b.connect().await?))
-        }
+        StoreUrl::S3 { .. } => Arc::new(s3(url).await?),
         #[cfg(feature = "gist")]
-        StoreUrl::Gist { id, api, retry_period, allow_over_budget } => {
-            let mut b = lock_gist::GistStore::builder(id).allow_over_budget(*allow_over_budget);
-            if let Some(a) = api {
-                b = b.api(a);
-            }
-            if let Some(r) = retry_period {
-                b = b.retry_period(*r);
-            }
-            Ok(Arc::new(b.build()?))
-        }
+        StoreUrl::Gist { .. } => Arc::new(gist(url)?),
         #[allow(unreachable_patterns, reason = "reachable only when a backend feature is off")]
-        other => Err(feature_off(other)),
+        other => return Err(feature_off(other)),
+    })
+}
+
+/// Creates what the store needs if it is missing: the Postgres table, the DynamoDB
+/// table, the S3 bucket. etcd, gists and memory need nothing (a gist is named by its
+/// id, so it must exist already).
+pub async fn create_if_missing(url: &StoreUrl) -> Result<()> {
+    match url {
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres { .. } => postgres(url)?.ensure_schema().await,
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb { .. } => dynamodb(url).await?.ensure_table().await,
+        #[cfg(feature = "s3")]
+        StoreUrl::S3 { .. } => s3(url).await?.ensure_bucket().await,
+        #[allow(unreachable_patterns, reason = "which arms remain depends on the backend features")]
+        _ => open_raw_parsed(url).await.map(drop),
     }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres(url: &StoreUrl) -> Result<lock_postgres::PostgresStore> {
+    let StoreUrl::Postgres { connection, table, schema } = url else { return Err(feature_off(url)) };
+    let mut b = lock_postgres::PostgresStore::builder(connection)?;
+    if let Some(t) = table {
+        b = b.table(t);
+    }
+    if let Some(s) = schema {
+        b = b.schema(s);
+    }
+    b.build()
+}
+
+#[cfg(feature = "etcd")]
+fn etcd(url: &StoreUrl) -> Result<lock_etcd::EtcdStore> {
+    let StoreUrl::Etcd { endpoints, prefix, user } = url else { return Err(feature_off(url)) };
+    let mut b = lock_etcd::EtcdStore::builder(endpoints);
+    if let Some(p) = prefix {
+        b = b.prefix(p);
+    }
+    let env_user = std::env::var("ETCD_USERNAME")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default()));
+    if let Some((u, p)) = user.clone().or(env_user) {
+        b = b.user(u, p);
+    }
+    if endpoints.iter().any(|e| e.starts_with("https://")) {
+        b = b.tls(lock_etcd::TlsOptions::new());
+    }
+    b.build()
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb(url: &StoreUrl) -> Result<lock_dynamodb::DynamoDbStore> {
+    let StoreUrl::DynamoDb { table, region, endpoint, key_attribute } = url else { return Err(feature_off(url)) };
+    let mut b = lock_dynamodb::DynamoDbStore::builder(table);
+    if let Some(r) = region {
+        b = b.region(r);
+    }
+    if let Some(e) = endpoint {
+        b = b.endpoint(e);
+    }
+    if let Some(k) = key_attribute {
+        b = b.key_attribute(k);
+    }
+    b.connect().await
+}
+
+#[cfg(feature = "s3")]
+async fn s3(url: &StoreUrl) -> Result<lock_s3::S3Store> {
+    let StoreUrl::S3 { bucket, prefix, region, endpoint, path_style } = url else { return Err(feature_off(url)) };
+    let mut b = lock_s3::S3Store::builder(bucket).path_style(*path_style);
+    if let Some(p) = prefix {
+        b = b.prefix(p);
+    }
+    if let Some(r) = region {
+        b = b.region(r);
+    }
+    if let Some(e) = endpoint {
+        b = b.endpoint(e);
+    }
+    b.connect().await
+}
+
+#[cfg(feature = "gist")]
+fn gist(url: &StoreUrl) -> Result<lock_gist::GistStore> {
+    let StoreUrl::Gist { id, api, retry_period, allow_over_budget } = url else { return Err(feature_off(url)) };
+    let mut b = lock_gist::GistStore::builder(id).allow_over_budget(*allow_over_budget);
+    if let Some(a) = api {
+        b = b.api(a);
+    }
+    if let Some(r) = retry_period {
+        b = b.retry_period(*r);
+    }
+    b.build()
 }
 
 #[cfg(test)]

@@ -79,6 +79,8 @@ async fn status_shows_the_record_in_text_and_json() {
 fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let unreachable = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let taken = taken.local_addr().expect("addr").to_string();
     for (args, expected) in [
         (vec!["status", "--store", "redis://x", "--lock", "a"], "unknown store scheme \"redis\""),
         (vec!["status", "--store", "localhost:5432", "--lock", "a"], "SCHEME://"),
@@ -86,6 +88,15 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         (vec!["status", "--store", "memory://x", "--lock", "bad\nname"], "control character"),
         (vec!["status", "--store", unreachable.as_str(), "--lock", "a"], "unavailable"),
         (vec!["status", "--store", "gist://abc?retry=10s", "--lock", "a"], "GITHUB_TOKEN"),
+        (vec!["run", "--store", "memory://x", "--lock", "a"], "required arguments were not provided"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--retry-period", "soon", "--", "true"], "invalid duration \"soon\""),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--grace", "5s", "--", "true"], "--grace 5s must be shorter"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "10s", "--", "true"], "must be greater than renew deadline"),
+        (vec!["run", "--store", unreachable.as_str(), "--lock", "a", "--", "true"], "unavailable"),
+        (vec!["run", "--store", "mysql://x", "--lock", "a", "--", "true"], "unknown store scheme \"mysql\""),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--health", taken.as_str(), "--", "true"], "cannot listen on"),
+        (vec!["conformance", "--store", "memory://x", "--check", "nope"], "no conformance check is called \"nope\""),
+        (vec!["conformance", "--store", unreachable.as_str()], "unavailable"),
     ] {
         let out = highlander(&args, None);
         let stderr = text(&out.stderr);
@@ -94,4 +105,40 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("hunter2"), "{args:?}: the password leaked: {stderr}");
     }
+}
+
+#[test]
+fn a_command_that_cannot_start_exits_127_and_says_why() {
+    let out = highlander(&["run", "--store", "memory://x", "--lock", "a", "--", "/nonexistent/command"], None);
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = text(&out.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("highlander: cannot start \"/nonexistent/command\""), "{stderr}");
+}
+
+#[test]
+fn conformance_runs_the_suite_against_a_store_url_with_progress_and_the_semantics_table() {
+    let checks = ["create_on_existing_lock_fails", "concurrent_updates_have_one_winner", "five_candidates_elect_exactly_one"];
+    let mut args = vec!["conformance", "--store", "memory://suite", "--create"];
+    for c in checks {
+        args.extend(["--check", c]);
+    }
+    let out = highlander(&args, None);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    for (i, c) in checks.iter().enumerate() {
+        assert!(stderr.contains(&format!("[ {}/3] pass  {c} (", i + 1)), "progress for {c}:\n{stderr}");
+        assert!(stdout.contains(&format!("| `{c}` | ")), "{c} in the table:\n{stdout}");
+    }
+    assert!(stderr.contains("3 of 3 checks passed"), "{stderr}");
+    assert!(stdout.contains("| writes | atomic compare-and-set |"), "{stdout}");
+    assert!(stdout.contains("| two-writer races with two winners (of 50) | 0 |"), "{stdout}");
+    assert!(stdout.contains("| `one_candidate_acquires` | elector | – |"), "only the chosen checks run:\n{stdout}");
+
+    let out = highlander(&["conformance", "--store", "memory://suite-json", "--check", checks[0], "--json"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(json[0]["backend"], "memory");
+    assert_eq!(json[0]["checks"][0]["name"], checks[0]);
+    assert_eq!(json[0]["checks"][0]["passed"], true);
 }

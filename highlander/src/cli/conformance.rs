@@ -3,7 +3,7 @@
 
 use crate::duration;
 use async_trait::async_trait;
-use highlander::{LockName, SharedStore, StoreUrl, open_parsed, open_raw_parsed};
+use highlander::{LockName, SharedStore, StoreUrl, create_if_missing, open_parsed, open_raw_parsed};
 use lock_conformance::{CHECKS, StoreHarness, Timing, report};
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// Retry period for the elector checks.
     #[arg(long = "retry-period", default_value = "300ms", value_parser = duration)]
     retry_period: Duration,
+    /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
+    #[arg(long)]
+    create: bool,
     /// Print the report as JSON instead of the Markdown table.
     #[arg(long)]
     json: bool,
@@ -57,6 +60,9 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
     if let Some(unknown) = args.checks.iter().find(|c| !CHECKS.iter().any(|k| k.name == c.as_str())) {
         let names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
         return Err(format!("no conformance check is called {unknown:?}; the checks are: {}", names.join(", ")));
+    }
+    if args.create {
+        create_if_missing(&url).await.map_err(|e| e.to_string())?;
     }
     let timing = Timing { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period };
     let harness = UrlHarness { url, timing };

@@ -11,7 +11,7 @@
 //!   takes over at once, exit with the command's status.
 
 use crate::{Failure, duration, guard, serve};
-use highlander::{FencingToken, LeaderElector, Leadership, LockName, StoreUrl, open_parsed};
+use highlander::{FencingToken, LeaderElector, Leadership, LockName, StoreUrl, create_if_missing, open_parsed};
 use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
@@ -60,6 +60,9 @@ pub(crate) struct Args {
     /// Between SIGTERM and SIGKILL when the command must stop (default: half of lease - renew deadline).
     #[arg(long, value_parser = duration)]
     grace: Option<Duration>,
+    /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
+    #[arg(long)]
+    create: bool,
     /// Exit when leadership is lost instead of campaigning again.
     #[arg(long)]
     once: bool,
@@ -97,7 +100,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         Some(id) => id,
         None => default_identity(),
     };
-    let safe_window = args.lease.saturating_sub(args.renew_deadline);
+    if args.lease <= args.renew_deadline {
+        return Err(format!("lease duration ({:?}) must be greater than renew deadline ({:?})", args.lease, args.renew_deadline).into());
+    }
+    let safe_window = args.lease - args.renew_deadline;
     let grace = args.grace.unwrap_or(safe_window / 2);
     if grace >= safe_window {
         return Err(Failure::from(format!(
@@ -105,6 +111,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         )));
     }
     let url = StoreUrl::parse(&args.store).map_err(|e| e.to_string())?;
+    if args.create {
+        create_if_missing(&url).await.map_err(|e| e.to_string())?;
+    }
     let store = open_parsed(&url).await.map_err(|e| e.to_string())?;
     // A wrong URL, missing table or unreachable store fails now, in one line, rather
     // than as a candidate that never wins.
