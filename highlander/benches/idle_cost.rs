@@ -43,7 +43,11 @@ fn sample(pid: u32) -> (f64, f64, f64) {
     let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let kb = |key: &str| {
-        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).expect("a memory figure")
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .expect("a memory figure")
     };
     (ticks / TICKS_PER_SECOND, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
 }
@@ -100,11 +104,8 @@ fn main() -> ExitCode {
         );
     }
     let hour = 3600.0 / seconds;
-    let (gets, unchanged, patches) = (
-        requests.get - requests_before.get,
-        requests.not_modified - requests_before.not_modified,
-        requests.patch - requests_before.patch,
-    );
+    let (gets, unchanged, patches) =
+        (requests.get - requests_before.get, requests.not_modified - requests_before.not_modified, requests.patch - requests_before.patch);
     println!(
         "  store requests: {:.0} per hour for the pair ({gets} full GETs, {unchanged} GETs answered 304, {patches} PATCHes in {seconds:.0} s)",
         (gets + unchanged + patches) as f64 * hour,

@@ -122,10 +122,8 @@ fn etcd(url: &StoreUrl) -> Result<lock_etcd::EtcdStore> {
     if let Some(p) = prefix {
         b = b.prefix(p);
     }
-    let env_user = std::env::var("ETCD_USERNAME")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default()));
+    let env_user =
+        std::env::var("ETCD_USERNAME").ok().filter(|u| !u.is_empty()).map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default()));
     if let Some((u, p)) = user.clone().or(env_user) {
         b = b.user(u, p);
     }

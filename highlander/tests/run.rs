@@ -238,7 +238,11 @@ async fn sigterm_stops_the_command_releases_and_hands_over_within_about_a_retry_
     let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
     first_tick(&log, "alpha", 0, Duration::from_secs(10));
     let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    let mut c = Candidate::start(&pg, &lock, "gamma", &log, &[], TICKER);
     std::thread::sleep(Duration::from_secs(1));
+    // A standby told to stop just stops: nothing to release, nothing ran.
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait(Duration::from_secs(2)).code(), Some(0), "{}", c.logs());
 
     let signalled_at = now_ns();
     a.signal(Signal::SIGTERM);
@@ -260,7 +264,8 @@ async fn sigterm_stops_the_command_releases_and_hands_over_within_about_a_retry_
     assert!(handover < ms(LEASE.as_nanos()), "released, not expired: {handover:.0} ms");
     b.signal(Signal::SIGINT);
     assert_eq!(b.wait(Duration::from_secs(5)).code(), Some(7));
-    assert_terms_never_overlap(&log);
+    let terms = assert_terms_never_overlap(&log);
+    assert_eq!(terms.iter().map(|t| t.1.as_str()).collect::<Vec<_>>(), ["alpha", "beta"], "gamma never ran");
     let rec = pg.store.get(&LockName::new(&lock).expect("name")).await.expect("get").expect("record");
     assert!(!rec.record.is_held(), "the last one released too: {:?}", rec.record);
 }

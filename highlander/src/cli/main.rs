@@ -46,6 +46,13 @@ enum Command {
     /// Candidates elect a leader, it crashes without releasing, a standby takes over.
     Demo(demo::Args),
     /// Runs a command only while this process leads the lock.
+    ///
+    /// The command gets HIGHLANDER_LOCK, HIGHLANDER_IDENTITY and HIGHLANDER_FENCING_TOKEN.
+    /// When leadership is lost it gets SIGTERM, then SIGKILL after the grace period, and
+    /// highlander campaigns again (or exits, with --once). On SIGTERM or SIGINT highlander
+    /// stops the command the same way and releases the lease. When the command exits by
+    /// itself the lease is released and highlander exits with the command's status
+    /// (128 + signal if it was killed, 127 if it could not be started).
     Run(run::Args),
     /// Shows a lock's record: holder, times, lease, expiry, transitions, fencing token.
     Status(status::Args),

@@ -7,9 +7,21 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tracing::info;
 
-/// Installs the Prometheus recorder: every metric the elector and `run` emit from now on.
+/// Installs the Prometheus recorder: every metric the elector and `run` emit from now
+/// on. Its upkeep (draining histogram samples into their summaries) runs every few
+/// seconds so a long-running candidate's memory stays flat.
 pub(crate) fn install_recorder() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new().install_recorder().map_err(|e| format!("cannot install the metrics recorder: {e}"))
+    let handle = PrometheusBuilder::new().install_recorder().map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Binds the listeners now (a bad address fails the command at once) and serves them
