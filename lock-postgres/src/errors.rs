@@ -9,6 +9,12 @@ use lock_core::{Error, LockName};
 pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
     let text = store.to_string();
     let Some(db) = e.as_db_error() else {
+        // A certificate that cannot be trusted will not become trusted by retrying.
+        if let Some(why) = tls_failure(&e) {
+            return Error::Config(format!(
+                "{text}: TLS: {why} (trust the server's CA with sslrootcert=PATH in the connection string, or use sslmode=disable on a trusted network)"
+            ));
+        }
         // No SQLSTATE: the connection broke, or could not be made.
         return Error::Unavailable { store: text, source: Box::new(e) };
     };
@@ -37,6 +43,23 @@ pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_
         }
         _ => Error::Backend { store: text, source: Box::new(e) },
     }
+}
+
+/// The certificate problem behind a failed TLS handshake, if that is what failed.
+fn tls_failure(e: &tokio_postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(rustls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(rustls.to_string());
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(rustls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(rustls.to_string());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// Maps a failure to get a pooled connection.

@@ -36,15 +36,77 @@ pub const DEFAULT_TABLE: &str = "highlander_leases";
 /// The default schema.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-/// How to secure the connection.
+/// How to secure the connection. Whenever TLS is used the server's certificate is
+/// verified, host name included, against Mozilla's root certificates or the ones
+/// given by `sslrootcert` / [`PostgresStoreBuilder::root_certificates_file`]: a lock
+/// store an attacker could impersonate would hand out leadership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
-    /// Follow the URL's `sslmode` (`disable` → plain; `prefer` / `require` → TLS).
+    /// Follow the URL's `sslmode`: `disable` → plain; `prefer` (the default) → TLS if
+    /// the server offers it; `require`, `verify-ca`, `verify-full` → TLS or no connection.
     FromUrl,
     /// Never use TLS.
     Disabled,
-    /// Always use TLS (rustls, Mozilla's root certificates).
+    /// Always use TLS.
     Required,
+}
+
+/// libpq's TLS parameters that the driver does not parse, taken out of a connection
+/// string: `sslmode=verify-ca` / `verify-full` (TLS required; the certificate is always
+/// verified here) and `sslrootcert=PATH` (`system` for the built-in roots).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LibpqTls {
+    required: bool,
+    root_cert: Option<std::path::PathBuf>,
+}
+
+/// Splits libpq-only TLS parameters out of a URL (`?sslmode=verify-full&sslrootcert=…`)
+/// or key=value connection string, so the driver parses the rest.
+fn split_libpq_tls(connection: &str) -> (String, LibpqTls) {
+    let mut tls = LibpqTls::default();
+    let mut take = |key: &str, value: &str| -> bool {
+        match (key, value) {
+            ("sslmode", "verify-ca" | "verify-full") => {
+                tls.required = true;
+                true
+            }
+            ("sslrootcert", "system") => true,
+            ("sslrootcert", path) => {
+                tls.root_cert = Some(percent_decode(path).into());
+                true
+            }
+            _ => false,
+        }
+    };
+    if connection.starts_with("postgres://") || connection.starts_with("postgresql://") {
+        let Some((base, query)) = connection.split_once('?') else { return (connection.to_string(), tls) };
+        let kept: Vec<&str> = query.split('&').filter(|pair| !pair.split_once('=').is_some_and(|(k, v)| take(k, v))).collect();
+        let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        return (rest, tls);
+    }
+    let kept: Vec<&str> = connection
+        .split_whitespace()
+        .filter(|pair| !pair.split_once('=').is_some_and(|(k, v)| take(k.trim(), v.trim().trim_matches('\''))))
+        .collect();
+    (kept.join(" "), tls)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Builds a [`PostgresStore`].
@@ -54,6 +116,7 @@ pub struct PostgresStoreBuilder {
     schema: String,
     table: String,
     tls: Tls,
+    root_cert: Option<std::path::PathBuf>,
     pool_size: usize,
     statement_timeout: Duration,
     connect_timeout: Duration,
@@ -86,7 +149,8 @@ impl PostgresStoreBuilder {
     /// Starts from a connection string: a `postgres://` / `postgresql://` URL or `key=value` pairs.
     /// The password may be in it or in `PGPASSWORD`; it is never printed.
     pub fn new(connection: &str) -> Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(connection)
+        let (connection, libpq) = split_libpq_tls(connection);
+        let mut config = tokio_postgres::Config::from_str(&connection)
             // The parser's message can echo the input, which may hold a password.
             .map_err(|_| {
                 Error::Config("invalid postgres connection string (expected postgres://user@host:port/db or key=value pairs)".into())
@@ -103,7 +167,8 @@ impl PostgresStoreBuilder {
             config,
             schema: DEFAULT_SCHEMA.into(),
             table: DEFAULT_TABLE.into(),
-            tls: Tls::FromUrl,
+            tls: if libpq.required { Tls::Required } else { Tls::FromUrl },
+            root_cert: libpq.root_cert,
             pool_size: 4,
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -125,6 +190,14 @@ impl PostgresStoreBuilder {
     /// TLS mode (default: the URL's `sslmode`).
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file instead of Mozilla's roots (as
+    /// libpq's `sslrootcert`, which the connection string may also give): for servers
+    /// whose certificates come from a private CA, as many managed databases' do.
+    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.root_cert = Some(path.into());
         self
     }
 
@@ -165,7 +238,10 @@ impl PostgresStoreBuilder {
             if self.tls == Tls::Required {
                 self.config.ssl_mode(SslMode::Require);
             }
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let roots = match &self.root_cert {
+                None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+                Some(path) => root_certificates(path).map_err(|why| Error::Config(format!("postgres TLS for {endpoint}: {why}")))?,
+            };
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let client = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -187,6 +263,21 @@ impl PostgresStoreBuilder {
         let qualified = format!("\"{schema}\".\"{table}\"");
         Ok(PostgresStore { inner: Arc::new(Inner { pool, endpoint, qualified, tls }) })
     }
+}
+
+/// The CA certificates of a PEM file.
+fn root_certificates(path: &std::path::Path) -> std::result::Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("no usable CA certificate in {}", path.display()));
+    }
+    Ok(roots)
 }
 
 /// `host:port/db` for messages: never the user's password.
@@ -353,5 +444,42 @@ impl RawAccess for PostgresStore {
         let sql = format!("SELECT record FROM {} WHERE name = $1", self.inner.qualified);
         let rows = client.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
         rows.first().map(|row| row.try_get::<_, String>(0).map(Bytes::from).map_err(|e| errors::corrupt(self, lock, &e))).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_parameters_are_taken_out_of_urls_and_key_value_strings() {
+        let (rest, tls) = split_libpq_tls("postgres://app@db:5432/ops?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x");
+        assert_eq!(rest, "postgres://app@db:5432/ops?application_name=x");
+        assert_eq!(tls, LibpqTls { required: true, root_cert: Some("/etc/ca.pem".into()) });
+
+        let (rest, tls) = split_libpq_tls("postgresql://app@db/ops?sslrootcert=system&sslmode=require");
+        assert_eq!(rest, "postgresql://app@db/ops?sslmode=require", "require is the driver's own");
+        assert_eq!(tls, LibpqTls::default());
+
+        let (rest, tls) = split_libpq_tls("host=db user=app sslmode=verify-ca sslrootcert='/run/ca.pem'");
+        assert_eq!(rest, "host=db user=app");
+        assert_eq!(tls, LibpqTls { required: true, root_cert: Some("/run/ca.pem".into()) });
+
+        let (rest, tls) = split_libpq_tls("postgres://app@db/ops");
+        assert_eq!((rest.as_str(), tls), ("postgres://app@db/ops", LibpqTls::default()));
+    }
+
+    #[test]
+    fn verify_full_urls_parse_and_a_missing_ca_file_is_a_clear_error() {
+        let store = PostgresStore::builder("postgres://app@db.example/ops?sslmode=verify-full").expect("parses").build().expect("builds");
+        assert!(store.inner.tls, "verify-full means TLS");
+        let err = PostgresStore::builder("postgres://app:hunter2@db.example/ops?sslrootcert=/nonexistent/ca.pem")
+            .expect("parses")
+            .build()
+            .map(drop)
+            .expect_err("no such file");
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/ca.pem") && text.contains("db.example"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }
