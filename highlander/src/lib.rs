@@ -117,7 +117,7 @@ fn postgres(url: &StoreUrl) -> Result<lock_postgres::PostgresStore> {
 
 #[cfg(feature = "etcd")]
 fn etcd(url: &StoreUrl) -> Result<lock_etcd::EtcdStore> {
-    let StoreUrl::Etcd { endpoints, prefix, user } = url else { return Err(feature_off(url)) };
+    let StoreUrl::Etcd { endpoints, prefix, user, ca, client } = url else { return Err(feature_off(url)) };
     let mut b = lock_etcd::EtcdStore::builder(endpoints);
     if let Some(p) = prefix {
         b = b.prefix(p);
@@ -128,7 +128,18 @@ fn etcd(url: &StoreUrl) -> Result<lock_etcd::EtcdStore> {
         b = b.user(u, p);
     }
     if endpoints.iter().any(|e| e.starts_with("https://")) {
-        b = b.tls(lock_etcd::TlsOptions::new());
+        let read = |what: &str, path: &str| {
+            std::fs::read(path)
+                .map_err(|e| Error::Config(format!("etcd TLS for {}: cannot read the {what} {path:?}: {e}", endpoints.join(","))))
+        };
+        let mut tls = lock_etcd::TlsOptions::new();
+        if let Some(ca) = ca {
+            tls = tls.ca_certificate(lock_etcd::Certificate::from_pem(read("CA certificates", ca)?));
+        }
+        if let Some((cert, key)) = client {
+            tls = tls.identity(lock_etcd::Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
+        }
+        b = b.tls(tls);
     }
     b.build()
 }

@@ -22,7 +22,10 @@ pub enum StoreUrl {
         /// `schema=`.
         schema: Option<String>,
     },
-    /// `etcd://host:2379,host2:2379/prefix?tls=true`; credentials from user-info or `ETCD_USERNAME` / `ETCD_PASSWORD`.
+    /// `etcd://host:2379,host2:2379/prefix?tls=true&ca=PEM&cert=PEM&key=PEM`; credentials
+    /// from user-info or `ETCD_USERNAME` / `ETCD_PASSWORD`. `ca`, `cert` and `key` (files)
+    /// imply TLS: the CA that signed the servers' certificates, and a client certificate
+    /// and key for mutual TLS (`--client-cert-auth`).
     Etcd {
         /// `http://` or `https://` endpoints.
         endpoints: Vec<String>,
@@ -30,6 +33,10 @@ pub enum StoreUrl {
         prefix: Option<String>,
         /// User and password from the URL's user-info, if any.
         user: Option<(String, String)>,
+        /// `ca=`: a PEM file of CA certificates to trust.
+        ca: Option<String>,
+        /// `cert=` and `key=`: PEM files of a client certificate and its key.
+        client: Option<(String, String)>,
     },
     /// `dynamodb://TABLE?region=…&endpoint=…&key=…`.
     DynamoDb {
@@ -75,11 +82,13 @@ impl fmt::Debug for StoreUrl {
             Self::Postgres { table, schema, .. } => {
                 f.debug_struct("Postgres").field("table", table).field("schema", schema).finish_non_exhaustive()
             }
-            Self::Etcd { endpoints, prefix, user } => f
+            Self::Etcd { endpoints, prefix, user, ca, client } => f
                 .debug_struct("Etcd")
                 .field("endpoints", endpoints)
                 .field("prefix", prefix)
                 .field("user", &user.as_ref().map(|(u, _)| u))
+                .field("ca", ca)
+                .field("client", client)
                 .finish(),
             Self::Memory { name } => f.debug_struct("Memory").field("name", name).finish(),
             Self::DynamoDb { table, region, endpoint, key_attribute } => f
@@ -227,8 +236,14 @@ impl StoreUrl {
                 Ok(Self::Postgres { connection, table, schema })
             }
             "etcd" => {
-                let p = params(query, &["tls"], "etcd")?;
-                let tls = flag(&p, "tls", "etcd")?;
+                let p = params(query, &["tls", "ca", "cert", "key"], "etcd")?;
+                let ca = get(&p, "ca");
+                let client = match (get(&p, "cert"), get(&p, "key")) {
+                    (Some(cert), Some(key)) => Some((cert, key)),
+                    (None, None) => None,
+                    _ => return Err(config("etcd:// parameters cert and key go together (a client certificate and its key)".into())),
+                };
+                let tls = flag(&p, "tls", "etcd")? || ca.is_some() || client.is_some();
                 let (userinfo, hosts_and_path) = match body.rsplit_once('@') {
                     Some((u, h)) => (Some(u), h),
                     None => (None, body),
@@ -248,7 +263,7 @@ impl StoreUrl {
                 }
                 let prefix =
                     Some(percent_decode(path)?).filter(|p| !p.is_empty()).map(|p| if p.ends_with('/') { p } else { format!("{p}/") });
-                Ok(Self::Etcd { endpoints, prefix, user })
+                Ok(Self::Etcd { endpoints, prefix, user, ca, client })
             }
             "dynamodb" => {
                 let p = params(query, &["region", "endpoint", "key"], "dynamodb")?;
@@ -336,15 +351,32 @@ mod tests {
                     endpoints: vec!["http://e1:2379".into(), "http://e2:2379".into()],
                     prefix: Some("highlander/leases/".into()),
                     user: None,
+                    ca: None,
+                    client: None,
                 },
             ),
-            ("etcd://e1:2379?tls=true", StoreUrl::Etcd { endpoints: vec!["https://e1:2379".into()], prefix: None, user: None }),
+            (
+                "etcd://e1:2379?tls=true",
+                StoreUrl::Etcd { endpoints: vec!["https://e1:2379".into()], prefix: None, user: None, ca: None, client: None },
+            ),
+            (
+                "etcd://e1:2379/p?ca=/etc/etcd/ca.pem&cert=/etc/etcd/client.pem&key=%2Fetc%2Fetcd%2Fclient-key.pem",
+                StoreUrl::Etcd {
+                    endpoints: vec!["https://e1:2379".into()],
+                    prefix: Some("p/".into()),
+                    user: None,
+                    ca: Some("/etc/etcd/ca.pem".into()),
+                    client: Some(("/etc/etcd/client.pem".into(), "/etc/etcd/client-key.pem".into())),
+                },
+            ),
             (
                 "etcd://ops:p%40ss@e1:2379/x/",
                 StoreUrl::Etcd {
                     endpoints: vec!["http://e1:2379".into()],
                     prefix: Some("x/".into()),
                     user: Some(("ops".into(), "p@ss".into())),
+                    ca: None,
+                    client: None,
                 },
             ),
             (
@@ -396,6 +428,7 @@ mod tests {
             ("dynamodb://t?colour=red", "do not take parameter \"colour\""),
             ("memory://x?y=1", "do not take parameter"),
             ("s3://b/%zz", "malformed %-escape"),
+            ("etcd://e1:2379?cert=/c.pem", "cert and key go together"),
         ] {
             let e = err(url);
             assert!(e.contains(expected), "{url}: {e}");

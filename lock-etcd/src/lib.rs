@@ -190,6 +190,24 @@ impl EtcdStore {
                     detail: format!("{} (check the user and password; this cluster has authentication enabled)", status.message()),
                 }
             }
+            // A certificate that is not trusted (either way) will not become trusted by retrying.
+            E::GRpcStatus(status) if status.message().contains("certificate") || status.message().contains("fatal alert") => {
+                Error::Config(format!(
+                    "{store}: TLS: {} (check the CA, client certificate and key: the CA must have signed the members' certificates, and members run with --client-cert-auth want a client certificate)",
+                    status.message()
+                ))
+            }
+            // The connection broke below gRPC; a plain client talking to a TLS member ends here too.
+            E::GRpcStatus(status) if status.message().contains("transport error") => {
+                let mut detail = status.message().to_string();
+                let mut cause = std::error::Error::source(&status);
+                while let Some(c) = cause {
+                    detail = format!("{detail}: {c}");
+                    cause = c.source();
+                }
+                let hint = if self.inner.settings.tls.is_none() { " (if the members use TLS, add ?tls=true or a ca= file)" } else { "" };
+                Error::Unavailable { store, source: format!("{detail}{hint}").into() }
+            }
             E::GRpcStatus(status) => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => Error::Unavailable {
                     store,
@@ -204,7 +222,16 @@ impl EtcdStore {
                     source: format!("{}{}", status.message(), lock.map(|l| format!(" (lock {l:?})")).unwrap_or_default()).into(),
                 },
             },
-            E::TransportError(_) | E::IoError(_) => Error::Unavailable { store, source: Box::new(e) },
+            E::TransportError(_) | E::IoError(_) => {
+                // "transport error" alone says little: name the cause underneath.
+                let mut detail = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    detail = format!("{detail}: {c}");
+                    cause = c.source();
+                }
+                Error::Unavailable { store, source: detail.into() }
+            }
             E::InvalidArgs(_) | E::InvalidUri(_) => Error::Config(format!("{store}: {e}")),
             other => Error::Backend { store, source: Box::new(other) },
         }
