@@ -199,12 +199,7 @@ impl EtcdStore {
             }
             // The connection broke below gRPC; a plain client talking to a TLS member ends here too.
             E::GRpcStatus(status) if status.message().contains("transport error") => {
-                let mut detail = status.message().to_string();
-                let mut cause = std::error::Error::source(&status);
-                while let Some(c) = cause {
-                    detail = format!("{detail}: {c}");
-                    cause = c.source();
-                }
+                let detail = with_causes(status.message().to_string(), std::error::Error::source(&status));
                 let hint = if self.inner.settings.tls.is_none() { " (if the members use TLS, add ?tls=true or a ca= file)" } else { "" };
                 Error::Unavailable { store, source: format!("{detail}{hint}").into() }
             }
@@ -224,12 +219,7 @@ impl EtcdStore {
             },
             E::TransportError(_) | E::IoError(_) => {
                 // "transport error" alone says little: name the cause underneath.
-                let mut detail = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    detail = format!("{detail}: {c}");
-                    cause = c.source();
-                }
+                let detail = with_causes(e.to_string(), std::error::Error::source(&e));
                 Error::Unavailable { store, source: detail.into() }
             }
             E::InvalidArgs(_) | E::InvalidUri(_) => Error::Config(format!("{store}: {e}")),
@@ -309,4 +299,17 @@ impl RawAccess for EtcdStore {
         let resp = kv.get(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
         Ok(resp.kvs().first().map(|kv| Bytes::copy_from_slice(kv.value())))
     }
+}
+
+/// `message: cause: cause…`, each cause once (tonic repeats "transport error").
+fn with_causes(message: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut detail = message;
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !detail.ends_with(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        cause = c.source();
+    }
+    detail
 }
