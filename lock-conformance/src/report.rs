@@ -209,7 +209,12 @@ pub fn markdown(reports: &[BackendReport]) -> String {
     };
     row("writes", &|r| r.consistency.to_string());
     row("monotonic versions", &|r| if r.monotonic_versions { "yes".into() } else { "no".into() });
-    row("change notifications", &|r| if r.watch { "yes".into() } else { "no (polling)".into() });
+    row("change notifications", &|r| {
+        if !r.watch {
+            return "no (polling)".into();
+        }
+        r.figure("change_notifications_deliver_each_write", "notification_ms").map_or("yes".into(), |ms| format!("yes (≤ {ms:.1} ms)"))
+    });
     row("checks passed", &|r| format!("{}/{}", r.checks.iter().filter(|c| c.passed).count(), r.checks.len()));
     row("get p50 / p99 (ms)", &|r| ms(r.get));
     row("create p50 / p99 (ms)", &|r| ms(r.create));

@@ -16,6 +16,8 @@ enum Flaw {
     ReleaseDoesNothing,
     /// Records that do not decode read as an empty record instead of an error.
     HidesCorruption,
+    /// Claims change notifications, but its watch never delivers anything.
+    SilentWatch,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +62,16 @@ impl LeaseStore for Broken {
         self.inner.update(lock, expected, rec).await
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic()
+        Capabilities::atomic().with_watch(self.flaw == Flaw::SilentWatch)
+    }
+    async fn watch(&self, _lock: &LockName) -> lock_core::Result<Option<lock_core::Changes>> {
+        if self.flaw != Flaw::SilentWatch {
+            return Ok(None);
+        }
+        // A channel whose sender is kept but never used: nothing ever arrives.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        std::mem::forget(tx);
+        Ok(Some(rx))
     }
 }
 
@@ -140,6 +151,13 @@ async fn release_that_does_nothing_is_caught() {
 async fn store_that_hides_corruption_is_caught() {
     fails(Flaw::HidesCorruption, &["corrupt_record_is_reported_and_left_untouched"]).await;
     passes(Flaw::HidesCorruption, &["create_then_get_round_trips_every_field", "concurrent_updates_have_one_winner"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_that_never_notifies_is_caught_and_elections_still_work() {
+    fails(Flaw::SilentWatch, &["change_notifications_deliver_each_write"]).await;
+    // Notifications are a hint: without them the elector still polls.
+    passes(Flaw::SilentWatch, &["graceful_release_hands_over_quickly", "crash_fails_over_within_bound"]).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crate::{
     error::{Error, Result},
     name::LockName,
     record::{FencingToken, LeaderElectionRecord},
-    store::{Capabilities, LeaseStore, Observed, Version},
+    store::{Capabilities, Changes, LeaseStore, Observed, Version},
 };
 use async_trait::async_trait;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -128,6 +128,9 @@ impl<S: LeaseStore> LeaseStore for CountingStore<S> {
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        self.inner.watch(lock).await
     }
 }
 
@@ -353,5 +356,8 @@ impl<S: LeaseStore> LeaseStore for FaultyStore<S> {
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        self.inner.watch(lock).await
     }
 }

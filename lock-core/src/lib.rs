@@ -55,7 +55,7 @@ pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;
 pub use record::{FencingToken, LeaderElectionRecord};
-pub use store::{Capabilities, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, encode_record};
+pub use store::{Capabilities, Changes, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, encode_record};
 
 /// Re-exported so stores and users name the same trait-macro version.
 pub use async_trait::async_trait;

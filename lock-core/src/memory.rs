@@ -4,7 +4,7 @@ use crate::{
     error::{Error, Result},
     name::LockName,
     record::LeaderElectionRecord,
-    store::{Capabilities, LeaseStore, Observed, RawAccess, Version, encode_record},
+    store::{Capabilities, Changes, LeaseStore, Observed, RawAccess, Version, encode_record},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +18,24 @@ use std::{
 struct Inner {
     records: HashMap<LockName, (Bytes, u64)>,
     next_version: u64,
+    watchers: HashMap<LockName, Vec<tokio::sync::mpsc::Sender<Observed>>>,
+}
+
+impl Inner {
+    /// Stores a record and tells the lock's watchers.
+    fn write(&mut self, store: &MemoryStore, lock: &LockName, raw: Bytes) -> u64 {
+        self.next_version += 1;
+        let v = self.next_version;
+        self.records.insert(lock.clone(), (raw.clone(), v));
+        if store.watch
+            && let Some(watchers) = self.watchers.get_mut(lock)
+            && let Ok(seen) = Observed::decode(lock, store, raw, Version::new(v.to_string()))
+        {
+            // A watcher that is gone, or too far behind to care, is dropped.
+            watchers.retain(|w| w.try_send(seen.clone()).is_ok());
+        }
+        v
+    }
 }
 
 /// An in-memory [`LeaseStore`]: the reference implementation, for tests and demos.
@@ -30,6 +48,7 @@ struct Inner {
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     last_writer_wins: bool,
+    watch: bool,
 }
 
 impl MemoryStore {
@@ -45,12 +64,16 @@ impl MemoryStore {
         Self { last_writer_wins: true, ..Self::default() }
     }
 
+    /// An empty atomic store with change notifications ([`LeaseStore::watch`]), as
+    /// etcd's watch or Postgres's LISTEN/NOTIFY would give.
+    #[must_use]
+    pub fn with_watch() -> Self {
+        Self { watch: true, ..Self::default() }
+    }
+
     /// Writes raw bytes for `lock` behind the store's back (a foreign or corrupt writer).
     pub fn put_raw(&self, lock: &LockName, raw: impl Into<Bytes>) -> Version {
-        let mut inner = self.lock();
-        inner.next_version += 1;
-        let v = inner.next_version;
-        inner.records.insert(lock.clone(), (raw.into(), v));
+        let v = self.lock().write(self, lock, raw.into());
         Version::new(v.to_string())
     }
 
@@ -68,13 +91,21 @@ impl MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("locks", &self.lock().records.len()).field("last_writer_wins", &self.last_writer_wins).finish()
+        f.debug_struct("MemoryStore")
+            .field("locks", &self.lock().records.len())
+            .field("last_writer_wins", &self.last_writer_wins)
+            .field("watch", &self.watch)
+            .finish()
     }
 }
 
 impl fmt::Display for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.last_writer_wins { "memory store (last-writer-wins)" } else { "memory store" })
+        f.write_str(match (self.last_writer_wins, self.watch) {
+            (true, _) => "memory store (last-writer-wins)",
+            (false, true) => "memory store (with change notifications)",
+            (false, false) => "memory store",
+        })
     }
 }
 
@@ -91,9 +122,7 @@ impl LeaseStore for MemoryStore {
         if inner.records.contains_key(lock) {
             return Err(Error::AlreadyExists { lock: lock.clone(), store: self.to_string() });
         }
-        inner.next_version += 1;
-        let v = inner.next_version;
-        inner.records.insert(lock.clone(), (raw, v));
+        let v = inner.write(self, lock, raw);
         Ok(Version::new(v.to_string()))
     }
 
@@ -111,15 +140,22 @@ impl LeaseStore for MemoryStore {
         if let Err(e) = LeaderElectionRecord::from_json(&current.0) {
             return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
         }
-        inner.next_version += 1;
-        let v = inner.next_version;
-        inner.records.insert(lock.clone(), (raw, v));
+        let v = inner.write(self, lock, raw);
         Ok(Version::new(v.to_string()))
     }
 
     fn capabilities(&self) -> Capabilities {
         let caps = if self.last_writer_wins { Capabilities::last_writer_wins() } else { Capabilities::atomic() };
-        caps.with_monotonic_versions(true)
+        caps.with_monotonic_versions(true).with_watch(self.watch)
+    }
+
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        if !self.watch {
+            return Ok(None);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        self.lock().watchers.entry(lock.clone()).or_default().push(tx);
+        Ok(Some(rx))
     }
 }
 

@@ -159,7 +159,20 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + fmt::Display {
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version>;
     /// What this store promises.
     fn capabilities(&self) -> Capabilities;
+    /// Change notifications for `lock`, if the store has them (see [`Capabilities::watch`]):
+    /// each new record as it is written. A hint that lets a standby act on a release at
+    /// once; the elector still polls, and compare-and-set still decides. The default
+    /// has none.
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        let _ = lock;
+        Ok(None)
+    }
 }
+
+/// The records a store's [`LeaseStore::watch`] reports, newest last. The sender side
+/// stops (and the stream ends) when the store loses its watch; the receiver may be
+/// dropped at any time.
+pub type Changes = tokio::sync::mpsc::Receiver<Observed>;
 
 macro_rules! forward_store {
     ($ty:ty) => {
@@ -176,6 +189,9 @@ macro_rules! forward_store {
             }
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()
+            }
+            async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+                (**self).watch(lock).await
             }
         }
     };

@@ -257,6 +257,49 @@ async fn graceful_release_hands_over_within_2_2_retry_periods() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_change_notifications_a_release_is_taken_at_once_and_standbys_stop_polling() {
+    let memory = MemoryStore::with_watch();
+    let store = CountingStore::new(memory.clone());
+    let log = Log::default();
+    let mut first = candidate(store.clone(), "napoleon", &log);
+    until_leader(&mut first).await;
+    let mut second = candidate(store.clone(), "cleopatra", &log);
+    tokio::time::sleep(RETRY * 5).await;
+    // The leader's renewals reach the standby as notifications: it reads nothing itself.
+    let before = store.counts();
+    tokio::time::sleep(RETRY * 20).await;
+    let n = store.counts() - before;
+    assert_eq!((n.get, n.create, n.update), (0, 0, 20), "only the leader's 20 renewals: {n:?}");
+
+    first.shutdown.cancel();
+    let released = Instant::now();
+    assert_eq!(first.task.await.expect("task"), ElectionEnd::Shutdown);
+    let took_over = until_leader(&mut second).await;
+    // Not at the next poll (up to 2.2 retry periods away) but the moment the release lands.
+    assert!(took_over - released < RETRY / 10, "handover took {:?}", took_over - released);
+    let rec = LeaderElectionRecord::from_json(&memory.raw(&lock()).expect("present")).expect("decodes");
+    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), ("cleopatra", 1));
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_change_notifications_a_crashed_leader_is_still_replaced_by_polling() {
+    let store = MemoryStore::with_watch();
+    let log = Log::default();
+    let mut first = candidate(store.clone(), "napoleon", &log);
+    until_leader(&mut first).await;
+    let mut second = candidate(store.clone(), "cleopatra", &log);
+    tokio::time::sleep(RETRY * 5).await;
+    // A crash writes nothing: no notification comes, and the lease must expire.
+    first.task.abort();
+    let crashed = Instant::now();
+    let took_over = until_leader(&mut second).await;
+    assert!(took_over - crashed >= LEASE - RETRY, "took an unexpired lease after {:?}", took_over - crashed);
+    assert!(took_over - crashed <= LEASE + RETRY.mul_f64(2.2), "failover took {:?}", took_over - crashed);
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_drains_the_work_while_renewing_then_releases() {
     let store = MemoryStore::new();
     let drained = Arc::new(Mutex::new(None));

@@ -23,7 +23,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use lock_core::{
+    Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
+};
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::OnceCell;
 
@@ -282,7 +284,38 @@ impl LeaseStore for EtcdStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+        Capabilities::atomic().with_monotonic_versions(true).with_watch(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+    }
+
+    /// etcd's watch on the lock's key: every write arrives with its value and
+    /// `mod_revision`, so a standby acts on a release without reading.
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        let mut stream = self.client().await?.watch_client().watch(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (store, lock) = (self.clone(), lock.clone());
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = tx.closed() => return,
+                    message = stream.message() => message,
+                };
+                // An ended or failed watch closes the channel: the elector goes back to polling.
+                let Ok(Some(response)) = message else { return };
+                for event in response.events() {
+                    let Some(kv) = event.kv().filter(|_| event.event_type() == etcd_client::EventType::Put) else { continue };
+                    // A record that does not decode is left for the next get to report.
+                    let Ok(seen) =
+                        Observed::decode(&lock, &store, Bytes::copy_from_slice(kv.value()), Version::new(kv.mod_revision().to_string()))
+                    else {
+                        continue;
+                    };
+                    if tx.send(seen).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 }
 

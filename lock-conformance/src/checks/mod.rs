@@ -21,6 +21,7 @@ macro_rules! __for_each_check {
             store::read_modify_write_increments_are_not_lost,
             store::lock_names_do_not_interfere,
             store::corrupt_record_is_reported_and_left_untouched,
+            store::change_notifications_deliver_each_write,
             elector::one_candidate_acquires,
             elector::five_candidates_elect_exactly_one,
             elector::crash_fails_over_within_bound,

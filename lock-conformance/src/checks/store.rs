@@ -346,3 +346,45 @@ pub async fn corrupt_record_is_reported_and_left_untouched(h: &dyn StoreHarness)
     }
     Ok(Observation::default())
 }
+
+/// A store that declares change notifications delivers each write, with its new
+/// record and version, to a watcher on another client. Stores without them pass
+/// with a note: their standbys poll.
+pub async fn change_notifications_deliver_each_write(h: &dyn StoreHarness) -> CheckResult {
+    let writer = h.connect().await?;
+    if !writer.capabilities().watch {
+        return Ok(Observation::default().note("no change notifications: standbys poll"));
+    }
+    let watcher = h.connect().await?;
+    let lock = unique_lock("watch");
+    let first = writer.create(&lock, &sample("writer-1")).await?;
+    let Some(mut changes) = watcher.watch(&lock).await? else {
+        return Err(Failure(format!("{watcher} declares change notifications but watch() gave none")));
+    };
+    let mut latencies = Vec::new();
+    let mut version = first;
+    for i in 2..=4 {
+        let holder = format!("writer-{i}");
+        let sent = tokio::time::Instant::now();
+        version = writer.update(&lock, &version, &sample(&holder)).await?;
+        let deadline = sent + std::time::Duration::from_secs(5);
+        loop {
+            let seen = tokio::time::timeout_at(deadline, changes.recv())
+                .await
+                .map_err(|_| Failure(format!("no notification of the write by {holder} within 5 s")))?
+                .ok_or_else(|| Failure(format!("the notifications ended before the write by {holder} arrived")))?;
+            if seen.record.holder_identity == holder {
+                ensure!(
+                    seen.version == version,
+                    "the notification of {holder}'s write carries version {:?}, the write returned {:?}",
+                    seen.version,
+                    version
+                );
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+    }
+    let worst = latencies.iter().copied().fold(0.0, f64::max);
+    Ok(Observation::default().figure("notification_ms", worst))
+}

@@ -14,7 +14,7 @@ use crate::{
     error::{Error, Result},
     name::LockName,
     record::{FencingToken, LeaderElectionRecord},
-    store::{LeaseStore, SharedStore, Version},
+    store::{LeaseStore, Observed, SharedStore, Version},
 };
 use bytes::Bytes;
 use chrono::Utc;
@@ -279,8 +279,8 @@ impl<'a> Campaign<'a> {
     }
 
     /// client-go's tryAcquireOrRenew, remembering the last failure for the published state.
-    async fn try_acquire_or_renew(&mut self, deadline: Option<Instant>) -> Step {
-        let step = self.try_acquire_or_renew_once(deadline).await;
+    async fn try_acquire_or_renew(&mut self, deadline: Option<Instant>, notified: Option<Observed>) -> Step {
+        let step = self.try_acquire_or_renew_once(deadline, notified).await;
         self.last_error = match &step {
             Step::Failed(e) => Some(e.to_string()),
             _ => None,
@@ -292,7 +292,9 @@ impl<'a> Campaign<'a> {
         step
     }
 
-    async fn try_acquire_or_renew_once(&mut self, deadline: Option<Instant>) -> Step {
+    /// `notified`: a record the store's change notifications just delivered, used in
+    /// place of a `get` (a standby acting on a release costs no extra read).
+    async fn try_acquire_or_renew_once(&mut self, deadline: Option<Instant>, notified: Option<Observed>) -> Step {
         let lock = self.cfg().lock.clone();
         let me = self.cfg().identity.clone();
         let lease = self.cfg().lease_seconds();
@@ -324,7 +326,11 @@ impl<'a> Campaign<'a> {
         }
 
         // 2. Obtain or create the record.
-        let seen = match self.call("get", deadline, self.store().get(&lock)).await {
+        let got = match notified {
+            Some(seen) => Ok(Some(seen)),
+            None => self.call("get", deadline, self.store().get(&lock)).await,
+        };
+        let seen = match got {
             Err(e) => return Step::Failed(e),
             Ok(None) => {
                 let mut rec = LeaderElectionRecord::new(me, lease, now);
@@ -399,12 +405,14 @@ impl<'a> Campaign<'a> {
 
     /// Tries until the lease is ours; returns when the winning call started, or `None` on shutdown.
     async fn acquire(&mut self, shutdown: &CancellationToken) -> Option<Instant> {
+        let mut changes = self.subscribe().await;
+        let mut notified = None;
         loop {
             let started = Instant::now();
             let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return None,
-                step = self.try_acquire_or_renew(None) => step,
+                step = self.try_acquire_or_renew(None, notified.take()) => step,
             };
             self.report_leader();
             match step {
@@ -428,12 +436,60 @@ impl<'a> Campaign<'a> {
             if let Some(expiry) = self.observed_expiry().filter(|e| *e > Instant::now()) {
                 wake = wake.min(expiry);
             }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return None,
-                () = sleep_until(wake) => {}
+            // Beyond client-go: a store with change notifications wakes a standby the
+            // moment the record changes (a release, a new leader) instead of at its next poll.
+            loop {
+                let change = async {
+                    match changes.as_mut() {
+                        Some(c) => c.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return None,
+                    () = sleep_until(wake) => break,
+                    seen = change => match seen {
+                        Some(mut seen) => {
+                            if let Some(c) = changes.as_mut() {
+                                while let Ok(newer) = c.try_recv() {
+                                    seen = newer;
+                                }
+                            }
+                            if !self.is_stale(&seen) {
+                                notified = Some(seen);
+                                break;
+                            }
+                        }
+                        None => {
+                            debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, "change notifications ended; polling");
+                            changes = None;
+                        }
+                    },
+                }
             }
         }
+    }
+
+    /// Subscribes to the store's change notifications, if it has them.
+    async fn subscribe(&self) -> Option<crate::store::Changes> {
+        if !self.store().capabilities().watch {
+            return None;
+        }
+        match self.call("watch", None, self.store().watch(&self.cfg().lock)).await {
+            Ok(changes) => changes,
+            Err(e) => {
+                debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "no change notifications; polling");
+                None
+            }
+        }
+    }
+
+    /// A notification older than the record already observed (by a store's monotonic versions).
+    fn is_stale(&self, seen: &Observed) -> bool {
+        let number = |v: &Version| v.as_str().parse::<u64>().ok();
+        self.store().capabilities().monotonic_versions
+            && matches!((number(&seen.version), self.observed_version.as_ref().and_then(number)), (Some(new), Some(old)) if new < old)
     }
 
     fn start_term(&mut self) -> Term {
@@ -517,7 +573,7 @@ impl<'a> Campaign<'a> {
                     return TermEnd::Lost(format!("no renewal succeeded within the renew deadline ({:?})", self.cfg().renew_deadline));
                 }
                 let started = Instant::now();
-                let step = self.try_acquire_or_renew(Some(deadline)).await;
+                let step = self.try_acquire_or_renew(Some(deadline), None).await;
                 self.report_leader();
                 match step {
                     Step::Held => {

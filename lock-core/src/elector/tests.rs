@@ -35,7 +35,7 @@ async fn acquire_from_no_object() {
     let store = CountingStore::new(MemoryStore::new());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let rec = stored(store.inner());
     assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions, rec.lease_duration_seconds), (ME, 0, 10));
     assert_eq!(rec.fencing_token, Some(FencingToken(1)));
@@ -49,7 +49,7 @@ async fn acquire_from_unled_object() {
     seed(&store, "", 3, Some(7));
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let rec = stored(&store);
     assert_eq!(rec.holder_identity, ME);
     assert_eq!(rec.leader_transitions, 4, "a holder change is a transition");
@@ -63,14 +63,14 @@ async fn do_not_acquire_from_led_fresh_object_then_acquire_once_expired() {
     let before = store.raw(&lock());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::HeldBy(h) if h == OTHER));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == OTHER));
     assert_eq!(store.raw(&lock()), before, "a fresh lease is not touched");
 
     // Expiry is judged from when we observed the record, not from its renewTime.
     tokio::time::advance(Duration::from_secs(9)).await;
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::HeldBy(_)), "still valid 9 s after observing");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)), "still valid 9 s after observing");
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held), "expired 11 s after observing");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "expired 11 s after observing");
     let rec = stored(&store);
     assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), (ME, 2));
     assert_eq!(rec.fencing_token, Some(FencingToken(3)));
@@ -82,12 +82,12 @@ async fn a_changing_record_resets_the_observed_time() {
     seed(&store, OTHER, 1, None);
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::HeldBy(_)));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
     tokio::time::advance(Duration::from_secs(8)).await;
     seed(&store, OTHER, 1, None); // the holder renews: new bytes
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::HeldBy(_)));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
     tokio::time::advance(Duration::from_secs(8)).await;
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::HeldBy(_)), "16 s after the first look but 8 s after the renewal");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)), "16 s after the first look but 8 s after the renewal");
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,7 +96,7 @@ async fn acquire_from_led_object_naming_us_is_not_a_transition() {
     seed(&store, ME, 5, Some(9));
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held), "a restarted holder takes its lease back at once");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a restarted holder takes its lease back at once");
     let rec = stored(&store);
     assert_eq!(rec.leader_transitions, 5);
     assert_eq!(rec.fencing_token, Some(FencingToken(10)), "but a new process is a new term");
@@ -107,12 +107,12 @@ async fn renew_already_held_object_with_one_call_keeping_acquire_time() {
     let store = CountingStore::new(MemoryStore::new());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let _term = c.start_term();
     let first = stored(store.inner());
     let before = store.counts();
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     assert_eq!(store.counts() - before, CallCounts { update: 1, ..CallCounts::default() }, "fast path: one update");
     let renewed = stored(store.inner());
     assert_eq!(renewed.acquire_time, first.acquire_time);
@@ -126,11 +126,11 @@ async fn renew_falls_back_to_the_slow_path_when_the_version_moved() {
     let store = CountingStore::new(faulty);
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let _term = c.start_term();
     faults.conflict_next_updates(1);
     let before = store.counts();
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let n = store.counts() - before;
     assert_eq!((n.get, n.update), (1, 2), "failed optimistic update, get, update");
 }
@@ -140,10 +140,10 @@ async fn leader_that_finds_another_holder_has_lost() {
     let store = MemoryStore::new();
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let _term = c.start_term();
     seed(&store, OTHER, 1, None);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Lost(h) if h == OTHER));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Lost(h) if h == OTHER));
 }
 
 #[tokio::test(start_paused = true)]
@@ -151,10 +151,10 @@ async fn last_writer_wins_store_never_takes_the_fast_path() {
     let store = CountingStore::new(MemoryStore::last_writer_wins());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let _term = c.start_term();
     let before = store.counts();
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     assert_eq!(store.counts() - before, CallCounts { get: 1, update: 1, ..CallCounts::default() }, "read, check holder, write");
 }
 
@@ -164,7 +164,7 @@ async fn release_retries_on_conflict_and_keeps_transitions() {
     let store = CountingStore::new(faulty.clone());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let _term = c.start_term();
     let held = stored(faulty.inner());
     faults.conflict_next_updates(2);
@@ -195,7 +195,7 @@ async fn release_gives_up_at_the_renew_deadline() {
     let (faulty, faults) = FaultyStore::new(MemoryStore::new());
     let e = elector(faulty);
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     faults.set_mode(crate::FaultMode::Hang);
     let started = Instant::now();
     assert!(!c.release().await);
