@@ -94,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let backends: Vec<(&str, Box<dyn StoreHarness>)> = vec![
         ("memory", Box::new(MemoryHarness::new())),
         ("memory (last-writer-wins)", Box::new(MemoryHarness::with_store(MemoryStore::last_writer_wins()))),
+        ("memory (notifications)", Box::new(MemoryHarness::with_store(MemoryStore::with_watch()))),
         ("postgres", Box::new(postgres)),
         ("etcd", Box::new(etcd)),
         ("dynamodb", Box::new(dynamodb)),
