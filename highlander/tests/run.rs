@@ -261,6 +261,8 @@ async fn sigterm_stops_the_command_releases_and_hands_over_within_about_a_retry_
     // A standby polls once per jittered retry period (client-go's: 1 to 2.2 × the
     // period); the rest is stopping one command and starting the next.
     assert!(handover <= ms(RETRY.as_nanos()) * 2.2 + 300.0, "handover took {handover:.0} ms");
+    // Postgres notifies (LISTEN/NOTIFY): beta acts on the release, not at its next poll.
+    assert!(handover < ms(RETRY.as_nanos()), "handover took {handover:.0} ms: the release notification did not wake beta");
     assert!(handover < ms(LEASE.as_nanos()), "released, not expired: {handover:.0} ms");
     b.signal(Signal::SIGINT);
     assert_eq!(b.wait(Duration::from_secs(5)).code(), Some(7));

@@ -24,7 +24,9 @@ mod errors;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use lock_core::{
+    Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
+};
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 use tokio_postgres::{
     config::{Host, SslMode},
@@ -234,6 +236,8 @@ impl PostgresStoreBuilder {
         };
         let endpoint = endpoint(&self.config);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let listen_config = self.config.clone();
+        let mut connector = None;
         let manager = if tls {
             if self.tls == Tls::Required {
                 self.config.ssl_mode(SslMode::Require);
@@ -248,7 +252,9 @@ impl PostgresStoreBuilder {
                 .map_err(|e| Error::Config(format!("postgres TLS for {endpoint}: {e}")))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            Manager::from_config(self.config, tokio_postgres_rustls::MakeRustlsConnect::new(client), manager_config)
+            let make = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+            connector = Some(make.clone());
+            Manager::from_config(self.config, make, manager_config)
         } else {
             Manager::from_config(self.config, tokio_postgres::NoTls, manager_config)
         };
@@ -261,7 +267,14 @@ impl PostgresStoreBuilder {
             .build()
             .map_err(|e| Error::Config(format!("postgres pool for {endpoint}: {e}")))?;
         let qualified = format!("\"{schema}\".\"{table}\"");
-        Ok(PostgresStore { inner: Arc::new(Inner { pool, endpoint, qualified, tls }) })
+        let mut listen_config = listen_config;
+        if tls && self.tls == Tls::Required {
+            listen_config.ssl_mode(SslMode::Require);
+        }
+        // NOTIFY channels are identifiers of at most 63 bytes.
+        let channel: String = format!("highlander_{table}").chars().take(63).collect();
+        let inner = Inner { pool, endpoint, qualified, tls, listen_config, connector, channel };
+        Ok(PostgresStore { inner: Arc::new(inner) })
     }
 }
 
@@ -297,6 +310,10 @@ struct Inner {
     endpoint: String,
     qualified: String,
     tls: bool,
+    /// For the dedicated connection a watch LISTENs on (pooled ones are shared).
+    listen_config: tokio_postgres::Config,
+    connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    channel: String,
 }
 
 /// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
@@ -395,14 +412,27 @@ impl LeaseStore for PostgresStore {
         };
         let client = self.client().await?;
         // One round trip: the compare-and-set, and whether the row exists at all (to tell Conflict from NotFound).
+        // The same statement tells watchers (LISTEN) of the new record, within NOTIFY's
+        // 8000-byte payload limit; larger records are left to polling.
         let sql = format!(
             "WITH cas AS (UPDATE {t} SET record = $3, version = version + 1, updated_at = now() \
              WHERE name = $1 AND version = $2 RETURNING version) \
-             SELECT (SELECT version FROM cas), EXISTS (SELECT 1 FROM {t} WHERE name = $1)",
+             SELECT (SELECT version FROM cas), EXISTS (SELECT 1 FROM {t} WHERE name = $1), \
+             (SELECT pg_notify($4, $5 || version::text || E'\\n' || $1 || E'\\n' || $3) FROM cas WHERE octet_length($3) < 7000)",
             t = self.inner.qualified
         );
+        let prefix = format!("{}\n", self.inner.qualified);
         let rows = client
-            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&expected, Type::INT8), (&record, Type::TEXT)])
+            .query_typed(
+                &sql,
+                &[
+                    (&lock.as_str(), Type::TEXT),
+                    (&expected, Type::INT8),
+                    (&record, Type::TEXT),
+                    (&self.inner.channel.as_str(), Type::TEXT),
+                    (&prefix.as_str(), Type::TEXT),
+                ],
+            )
             .await
             .map_err(|e| errors::postgres(self, Some(lock), e))?;
         let row =
@@ -417,7 +447,66 @@ impl LeaseStore for PostgresStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true)
+        Capabilities::atomic().with_monotonic_versions(true).with_watch(true)
+    }
+
+    /// LISTEN on a dedicated connection: every update of the lock arrives with its
+    /// record and version (NOTIFY in the update's own statement). Not through a
+    /// transaction-mode pooler, which cannot LISTEN: the watch then fails and standbys poll.
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        match self.inner.connector.clone() {
+            Some(tls) => self.listen(tls, lock).await.map(Some),
+            None => self.listen(tokio_postgres::NoTls, lock).await.map(Some),
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn listen<T>(&self, tls: T, lock: &LockName) -> Result<Changes>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+    {
+        let (client, mut connection) = self.inner.listen_config.connect(tls).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let client = Arc::new(client);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (store, name, session) = (self.clone(), lock.clone(), client.clone());
+        let prefix = format!("{}\n", self.inner.qualified);
+        tokio::spawn(async move {
+            let _session = session;
+            loop {
+                let message = tokio::select! {
+                    () = tx.closed() => return,
+                    message = std::future::poll_fn(|cx| connection.poll_message(cx)) => message,
+                };
+                match message {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        let Some(seen) = store.notified(&name, &prefix, n.payload()) else { continue };
+                        if tx.send(seen).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // The connection ended: the channel closes and the elector polls.
+                    _ => return,
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        Ok(rx)
+    }
+
+    /// A notification's record if it is about `lock` in this table: `schema.table`, version, lock, record.
+    fn notified(&self, lock: &LockName, prefix: &str, payload: &str) -> Option<Observed> {
+        let rest = payload.strip_prefix(prefix)?;
+        let (version, rest) = rest.split_once('\n')?;
+        let (name, record) = rest.split_once('\n')?;
+        if name != lock.as_str() {
+            return None;
+        }
+        Observed::decode(lock, self, Bytes::from(record.to_string()), Version::new(version)).ok()
     }
 }
 

@@ -167,8 +167,12 @@ async fn tls_is_verified_against_the_given_ca_and_refused_without_it() {
     let store = PostgresStore::builder(&url).expect("url").build().expect("store");
     store.ensure_schema().await.expect("schema over TLS");
     let v = store.create(&lock, &LeaderElectionRecord::new("stalin", 15, chrono::Utc::now())).await.expect("create over TLS");
-    store.update(&lock, &v, &LeaderElectionRecord::new("stalin", 15, chrono::Utc::now())).await.expect("update over TLS");
+    // Change notifications come over their own TLS connection (LISTEN).
+    let mut changes = store.watch(&lock).await.expect("LISTEN over TLS").expect("postgres notifies");
+    let v2 = store.update(&lock, &v, &LeaderElectionRecord::new("stalin", 15, chrono::Utc::now())).await.expect("update over TLS");
     assert_eq!(store.get(&lock).await.expect("get").expect("record").record.holder_identity, "stalin");
+    let seen = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await.expect("a notification").expect("open");
+    assert_eq!(seen.version, v2, "the notification carries the update's version");
 
     // The builder's option does the same as sslrootcert.
     let store =
