@@ -211,5 +211,16 @@ pub trait RawAccess: LeaseStore {
 forward_store!(Arc<S>);
 forward_store!(Box<S>);
 
+/// A shared raw-access store (`Arc<dyn RawAccess>`, as `highlander::open_raw` gives) is one too.
+#[async_trait]
+impl<S: RawAccess + ?Sized> RawAccess for Arc<S> {
+    async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
+        (**self).write_raw(lock, raw).await
+    }
+    async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
+        (**self).read_raw(lock).await
+    }
+}
+
 /// A store shared between electors and tasks.
 pub type SharedStore = Arc<dyn LeaseStore>;

@@ -234,14 +234,14 @@ impl PostgresStoreBuilder {
             Tls::Required => true,
             Tls::FromUrl => self.config.get_ssl_mode() != SslMode::Disable,
         };
+        if self.tls == Tls::Required {
+            self.config.ssl_mode(SslMode::Require);
+        }
         let endpoint = endpoint(&self.config);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let listen_config = self.config.clone();
         let mut connector = None;
         let manager = if tls {
-            if self.tls == Tls::Required {
-                self.config.ssl_mode(SslMode::Require);
-            }
             let roots = match &self.root_cert {
                 None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
                 Some(path) => root_certificates(path).map_err(|why| Error::Config(format!("postgres TLS for {endpoint}: {why}")))?,
@@ -267,13 +267,10 @@ impl PostgresStoreBuilder {
             .build()
             .map_err(|e| Error::Config(format!("postgres pool for {endpoint}: {e}")))?;
         let qualified = format!("\"{schema}\".\"{table}\"");
-        let mut listen_config = listen_config;
-        if tls && self.tls == Tls::Required {
-            listen_config.ssl_mode(SslMode::Require);
-        }
         // NOTIFY channels are identifiers of at most 63 bytes.
         let channel: String = format!("highlander_{table}").chars().take(63).collect();
-        let inner = Inner { pool, endpoint, qualified, tls, listen_config, connector, channel };
+        let notify_prefix = format!("{qualified}\n");
+        let inner = Inner { pool, endpoint, qualified, tls, listen_config, connector, channel, notify_prefix };
         Ok(PostgresStore { inner: Arc::new(inner) })
     }
 }
@@ -314,6 +311,8 @@ struct Inner {
     listen_config: tokio_postgres::Config,
     connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     channel: String,
+    /// What every notification of this table starts with: `"schema"."table"` and a newline.
+    notify_prefix: String,
 }
 
 /// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
@@ -421,7 +420,6 @@ impl LeaseStore for PostgresStore {
              (SELECT pg_notify($4, $5 || version::text || E'\\n' || $1 || E'\\n' || $3) FROM cas WHERE octet_length($3) < 7000)",
             t = self.inner.qualified
         );
-        let prefix = format!("{}\n", self.inner.qualified);
         let rows = client
             .query_typed(
                 &sql,
@@ -430,7 +428,7 @@ impl LeaseStore for PostgresStore {
                     (&expected, Type::INT8),
                     (&record, Type::TEXT),
                     (&self.inner.channel.as_str(), Type::TEXT),
-                    (&prefix.as_str(), Type::TEXT),
+                    (&self.inner.notify_prefix.as_str(), Type::TEXT),
                 ],
             )
             .await
@@ -473,7 +471,6 @@ impl PostgresStore {
         let client = Arc::new(client);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let (store, name, session) = (self.clone(), lock.clone(), client.clone());
-        let prefix = format!("{}\n", self.inner.qualified);
         tokio::spawn(async move {
             let _session = session;
             loop {
@@ -483,7 +480,7 @@ impl PostgresStore {
                 };
                 match message {
                     Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        let Some(seen) = store.notified(&name, &prefix, n.payload()) else { continue };
+                        let Some(seen) = store.notified(&name, n.payload()) else { continue };
                         if tx.send(seen).await.is_err() {
                             return;
                         }
@@ -499,8 +496,8 @@ impl PostgresStore {
     }
 
     /// A notification's record if it is about `lock` in this table: `schema.table`, version, lock, record.
-    fn notified(&self, lock: &LockName, prefix: &str, payload: &str) -> Option<Observed> {
-        let rest = payload.strip_prefix(prefix)?;
+    fn notified(&self, lock: &LockName, payload: &str) -> Option<Observed> {
+        let rest = payload.strip_prefix(&self.inner.notify_prefix)?;
         let (version, rest) = rest.split_once('\n')?;
         let (name, record) = rest.split_once('\n')?;
         if name != lock.as_str() {

@@ -2,9 +2,8 @@
 //! with a progress line per check and the semantics table at the end.
 
 use crate::duration;
-use async_trait::async_trait;
-use highlander::{LockName, SharedStore, StoreUrl, create_if_missing, open_parsed, open_raw_parsed};
-use lock_conformance::{CHECKS, StoreHarness, Timing, report};
+use highlander::{LockName, StoreUrl, create_if_missing, open_raw_parsed};
+use lock_conformance::{CHECKS, Harness, StoreHarness, Timing, report};
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
 #[derive(clap::Args)]
@@ -33,28 +32,6 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// Any store a URL names, as the suite sees it.
-struct UrlHarness {
-    url: StoreUrl,
-    timing: Timing,
-}
-
-#[async_trait]
-impl StoreHarness for UrlHarness {
-    async fn connect(&self) -> highlander::Result<SharedStore> {
-        open_parsed(&self.url).await
-    }
-    async fn put_raw(&self, lock: &LockName, raw: &[u8]) -> highlander::Result<()> {
-        open_raw_parsed(&self.url).await?.write_raw(lock, raw).await
-    }
-    async fn raw(&self, lock: &LockName) -> highlander::Result<Option<Vec<u8>>> {
-        Ok(open_raw_parsed(&self.url).await?.read_raw(lock).await?.map(|b| b.to_vec()))
-    }
-    fn timing(&self) -> Timing {
-        self.timing
-    }
-}
-
 pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
     let url = StoreUrl::parse(&args.store).map_err(|e| e.to_string())?;
     if let Some(unknown) = args.checks.iter().find(|c| !CHECKS.iter().any(|k| k.name == c.as_str())) {
@@ -65,7 +42,12 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
         create_if_missing(&url).await.map_err(|e| e.to_string())?;
     }
     let timing = Timing { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period };
-    let harness = UrlHarness { url, timing };
+    // Each connect is a new client, as another process would have; the raw back door goes through one too.
+    let harness = Harness::new(move || {
+        let url = url.clone();
+        async move { open_raw_parsed(&url).await }
+    })
+    .with_timing(timing);
     // Fail in one line if the store cannot be reached at all.
     let store = harness.connect().await.map_err(|e| e.to_string())?;
     let probe = LockName::new("conformance-probe").map_err(|e| e.to_string())?;

@@ -60,6 +60,17 @@ enum Command {
     Conformance(conformance::Args),
 }
 
+/// The store and the lock a command works on.
+#[derive(clap::Args)]
+pub(crate) struct Target {
+    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
+    #[arg(long)]
+    store: String,
+    /// The lock's name.
+    #[arg(long)]
+    lock: String,
+}
+
 /// Parses `15s`, `1500ms`, `2m` for clap.
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| match e {

@@ -39,12 +39,8 @@ pub(crate) const COMMAND_STARTS: &str = "highlander_command_starts_total";
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
-    #[arg(long)]
-    store: String,
-    /// The lock's name.
-    #[arg(long)]
-    lock: String,
+    #[command(flatten)]
+    target: crate::Target,
     /// This candidate's identity (default: HOSTNAME-PID, unique per process).
     #[arg(long)]
     identity: Option<String>,
@@ -84,6 +80,8 @@ struct Spec {
     lock: LockName,
     identity: String,
     grace: Duration,
+    /// This executable, run again as the guard (`/proc/self/exe` survives an upgrade that replaced the file).
+    guard_exe: std::path::PathBuf,
 }
 
 /// How one run of the command ended.
@@ -95,7 +93,7 @@ enum Ended {
 }
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
-    let lock = LockName::new(&args.lock).map_err(|e| e.to_string())?;
+    let lock = LockName::new(&args.target.lock).map_err(|e| e.to_string())?;
     let identity = match args.identity {
         Some(id) => id,
         None => default_identity(),
@@ -110,7 +108,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
             "--grace {grace:?} must be shorter than lease - renew deadline ({safe_window:?}): the command must be gone before a standby can take the lease"
         )));
     }
-    let url = StoreUrl::parse(&args.store).map_err(|e| e.to_string())?;
+    let url = StoreUrl::parse(&args.target.store).map_err(|e| e.to_string())?;
     if args.create {
         create_if_missing(&url).await.map_err(|e| e.to_string())?;
     }
@@ -129,7 +127,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
 
     let mut command = args.command.into_iter();
     let program = command.next().ok_or("no command given after --")?;
-    let spec = Arc::new(Spec { program, args: command.collect(), lock: lock.clone(), identity: identity.clone(), grace });
+    let guard_exe = if std::path::Path::new("/proc/self/exe").exists() {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))?
+    };
+    let spec = Arc::new(Spec { program, args: command.collect(), lock: lock.clone(), identity: identity.clone(), grace, guard_exe });
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
         .lease_duration(args.lease)
@@ -245,12 +248,7 @@ struct Running {
 
 async fn start(spec: &Spec, token: FencingToken) -> Result<Running, String> {
     // The guard first: the command must never run unguarded.
-    let exe = if std::path::Path::new("/proc/self/exe").exists() {
-        std::path::PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))?
-    };
-    let mut guard = Command::new(exe)
+    let mut guard = Command::new(&spec.guard_exe)
         .arg(guard::ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

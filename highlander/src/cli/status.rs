@@ -6,12 +6,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
-    #[arg(long)]
-    store: String,
-    /// The lock's name.
-    #[arg(long)]
-    lock: String,
+    #[command(flatten)]
+    target: crate::Target,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -21,8 +17,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn status(args: Args) -> Result<(), String> {
-    let Args { store, lock, json, watch } = args;
-    show(&store, &lock, json, watch).await
+    let Args { target, json, watch } = args;
+    show(&target.store, &target.lock, json, watch).await
 }
 
 async fn show(url: &str, lock: &str, json: bool, watch: bool) -> Result<(), String> {
