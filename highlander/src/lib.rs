@@ -15,9 +15,11 @@
 //! ```
 //!
 //! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, all on
-//! by default); a URL whose feature is off gets an error naming the feature.
+//! by default); a URL whose feature is off gets an error naming the feature. Each
+//! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
+//! scheme.
 
-mod url;
+pub mod demo;
 
 pub use lock_core::{self, *};
 #[cfg(feature = "dynamodb")]
@@ -30,163 +32,96 @@ pub use lock_gist;
 pub use lock_postgres;
 #[cfg(feature = "s3")]
 pub use lock_s3;
-pub use url::{SCHEMES, StoreUrl, parse_duration};
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
-};
+use std::sync::Arc;
 
-/// The in-process memory stores opened by name (`memory://NAME`).
-fn memory(name: &str) -> MemoryStore {
-    static STORES: OnceLock<Mutex<HashMap<String, MemoryStore>>> = OnceLock::new();
-    let mut stores = STORES.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
-    stores.entry(name.to_string()).or_default().clone()
+/// Declares the backends: one line each, `"feature" => backend`, compiled in when the
+/// feature is on and named in an error when it is off.
+macro_rules! backends {
+    ($($feature:literal => $backend:path),* $(,)?) => {
+        /// The backends compiled in, the in-process memory store first.
+        pub static BACKENDS: &[&dyn Backend] = &[
+            &lock_core::backend::MEMORY,
+            $( #[cfg(feature = $feature)] &$backend, )*
+        ];
+
+        /// Every backend feature of this crate, compiled in or not.
+        pub const FEATURES: &[&str] = &[$($feature),*];
+    };
 }
 
-fn feature_off(url: &StoreUrl) -> Error {
-    let feature = url.feature().unwrap_or("?");
-    Error::Config(format!("the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"))
+backends! {
+    "postgres" => lock_postgres::BACKEND,
+    "etcd" => lock_etcd::BACKEND,
+    "dynamodb" => lock_dynamodb::BACKEND,
+    "s3" => lock_s3::BACKEND,
+    "gist" => lock_gist::BACKEND,
 }
 
-/// Opens the store a URL names (see [`StoreUrl`] for the grammar). Credentials come
-/// from the environment (`PGPASSWORD`, `ETCD_USERNAME` / `ETCD_PASSWORD`, the AWS
-/// chain, `GITHUB_TOKEN`) or the URL's user-info, and are never printed.
+/// The backend for a URL's scheme, or an error naming the feature to enable (or the
+/// schemes there are).
+pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
+    let scheme = url.scheme();
+    if let Some(b) = BACKENDS.iter().find(|b| b.schemes().contains(&scheme)) {
+        return Ok(*b);
+    }
+    if let Some(feature) = FEATURES.iter().find(|f| scheme.starts_with(**f)) {
+        return Err(Error::Config(format!(
+            "the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"
+        )));
+    }
+    let known: Vec<String> = BACKENDS.iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect();
+    Err(Error::Config(format!("unknown store scheme {}; known schemes: {}", Escaped(scheme), known.join(", "))))
+}
+
+/// Opens the store a URL names and checks it can be used: one read of a probe lock,
+/// so a wrong URL, a missing table, refused credentials or an unreachable store fail
+/// here, naming the store, rather than as a candidate that never wins. Credentials
+/// come from the environment or the URL's user-info and are never printed.
 pub async fn open(url: &str) -> Result<SharedStore> {
-    open_parsed(&StoreUrl::parse(url)?).await
+    open_with(url, &OpenOptions::default()).await
 }
 
-/// Opens an already parsed [`StoreUrl`].
-pub async fn open_parsed(url: &StoreUrl) -> Result<SharedStore> {
-    Ok(open_raw_parsed(url).await?)
+/// As [`open`], for an elector with these timings (a store's budget and call timeouts follow them).
+pub async fn open_with(url: &str, options: &OpenOptions) -> Result<SharedStore> {
+    let store = open_unchecked(url, options).await?;
+    probe(&*store, options).await?;
+    Ok(store)
 }
 
-/// Opens the store a URL names with its raw back door ([`RawAccess`]): what the
-/// conformance suite needs to plant and inspect records behind the store's back.
-pub async fn open_raw(url: &str) -> Result<Arc<dyn RawAccess>> {
-    open_raw_parsed(&StoreUrl::parse(url)?).await
+/// Opens the store without touching it (connections are made on first use).
+pub async fn open_unchecked(url: &str, options: &OpenOptions) -> Result<SharedStore> {
+    Ok(open_raw(url, options).await?)
 }
 
-/// Opens an already parsed [`StoreUrl`] with its raw back door.
-pub async fn open_raw_parsed(url: &StoreUrl) -> Result<Arc<dyn RawAccess>> {
-    Ok(match url {
-        StoreUrl::Memory { name } => Arc::new(memory(name)),
-        #[cfg(feature = "postgres")]
-        StoreUrl::Postgres { .. } => Arc::new(postgres(url)?),
-        #[cfg(feature = "etcd")]
-        StoreUrl::Etcd { .. } => Arc::new(etcd(url)?),
-        #[cfg(feature = "dynamodb")]
-        StoreUrl::DynamoDb { .. } => Arc::new(dynamodb(url).await?),
-        #[cfg(feature = "s3")]
-        StoreUrl::S3 { .. } => Arc::new(s3(url).await?),
-        #[cfg(feature = "gist")]
-        StoreUrl::Gist { .. } => Arc::new(gist(url)?),
-        #[allow(unreachable_patterns, reason = "reachable only when a backend feature is off")]
-        other => return Err(feature_off(other)),
-    })
+/// Opens the store with its raw back door ([`RawAccess`]): what the conformance suite
+/// needs to plant and inspect records behind the store's back. Not checked.
+pub async fn open_raw(url: &str, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+    let parsed = StoreUrl::parse(url)?;
+    backend(&parsed)?.open(&parsed, options).await
 }
 
-/// Creates what the store needs if it is missing: the Postgres table, the DynamoDB
-/// table, the S3 bucket. etcd, gists and memory need nothing (a gist is named by its
-/// id, so it must exist already).
-pub async fn create_if_missing(url: &StoreUrl) -> Result<()> {
-    match url {
-        #[cfg(feature = "postgres")]
-        StoreUrl::Postgres { .. } => postgres(url)?.ensure_schema().await,
-        #[cfg(feature = "dynamodb")]
-        StoreUrl::DynamoDb { .. } => dynamodb(url).await?.ensure_table().await,
-        #[cfg(feature = "s3")]
-        StoreUrl::S3 { .. } => s3(url).await?.ensure_bucket().await,
-        #[allow(unreachable_patterns, reason = "which arms remain depends on the backend features")]
-        _ => open_raw_parsed(url).await.map(drop),
-    }
+/// Creates what the store needs if it is missing: a table, a bucket (see each backend).
+pub async fn create_if_missing(url: &str, options: &OpenOptions) -> Result<()> {
+    let parsed = StoreUrl::parse(url)?;
+    backend(&parsed)?.create(&parsed, options).await
 }
 
-#[cfg(feature = "postgres")]
-fn postgres(url: &StoreUrl) -> Result<lock_postgres::PostgresStore> {
-    let StoreUrl::Postgres { connection, table, schema } = url else { return Err(feature_off(url)) };
-    let mut b = lock_postgres::PostgresStore::builder(connection)?;
-    if let Some(t) = table {
-        b = b.table(t);
-    }
-    if let Some(s) = schema {
-        b = b.schema(s);
-    }
-    b.build()
+/// The environment variables that hold the secrets of the store a URL names.
+pub fn secret_env(url: &str) -> Result<&'static [&'static str]> {
+    Ok(backend(&StoreUrl::parse(url)?)?.secret_env())
 }
 
-#[cfg(feature = "etcd")]
-fn etcd(url: &StoreUrl) -> Result<lock_etcd::EtcdStore> {
-    let StoreUrl::Etcd { endpoints, prefix, user, ca, client } = url else { return Err(feature_off(url)) };
-    let mut b = lock_etcd::EtcdStore::builder(endpoints);
-    if let Some(p) = prefix {
-        b = b.prefix(p);
+/// One bounded read, turning "no answer" into an error that names the store.
+pub async fn probe(store: &dyn LeaseStore, options: &OpenOptions) -> Result<()> {
+    let lock = LockName::new("highlander-probe")?;
+    match tokio::time::timeout(options.call_timeout, store.get(&lock)).await {
+        Ok(Ok(_)) => Ok(()),
+        // A probe record that does not decode is someone's data, not our problem.
+        Ok(Err(Error::Corrupt { .. })) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Timeout { lock, store: store.to_string(), operation: "get", after: options.call_timeout }),
     }
-    let env_user =
-        std::env::var("ETCD_USERNAME").ok().filter(|u| !u.is_empty()).map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default()));
-    if let Some((u, p)) = user.clone().or(env_user) {
-        b = b.user(u, p);
-    }
-    if endpoints.iter().any(|e| e.starts_with("https://")) {
-        let read = |what: &str, path: &str| {
-            std::fs::read(path)
-                .map_err(|e| Error::Config(format!("etcd TLS for {}: cannot read the {what} {path:?}: {e}", endpoints.join(","))))
-        };
-        let mut tls = lock_etcd::TlsOptions::new();
-        if let Some(ca) = ca {
-            tls = tls.ca_certificate(lock_etcd::Certificate::from_pem(read("CA certificates", ca)?));
-        }
-        if let Some((cert, key)) = client {
-            tls = tls.identity(lock_etcd::Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
-        }
-        b = b.tls(tls);
-    }
-    b.build()
-}
-
-#[cfg(feature = "dynamodb")]
-async fn dynamodb(url: &StoreUrl) -> Result<lock_dynamodb::DynamoDbStore> {
-    let StoreUrl::DynamoDb { table, region, endpoint, key_attribute } = url else { return Err(feature_off(url)) };
-    let mut b = lock_dynamodb::DynamoDbStore::builder(table);
-    if let Some(r) = region {
-        b = b.region(r);
-    }
-    if let Some(e) = endpoint {
-        b = b.endpoint(e);
-    }
-    if let Some(k) = key_attribute {
-        b = b.key_attribute(k);
-    }
-    b.connect().await
-}
-
-#[cfg(feature = "s3")]
-async fn s3(url: &StoreUrl) -> Result<lock_s3::S3Store> {
-    let StoreUrl::S3 { bucket, prefix, region, endpoint, path_style } = url else { return Err(feature_off(url)) };
-    let mut b = lock_s3::S3Store::builder(bucket).path_style(*path_style);
-    if let Some(p) = prefix {
-        b = b.prefix(p);
-    }
-    if let Some(r) = region {
-        b = b.region(r);
-    }
-    if let Some(e) = endpoint {
-        b = b.endpoint(e);
-    }
-    b.connect().await
-}
-
-#[cfg(feature = "gist")]
-fn gist(url: &StoreUrl) -> Result<lock_gist::GistStore> {
-    let StoreUrl::Gist { id, api, retry_period, allow_over_budget } = url else { return Err(feature_off(url)) };
-    let mut b = lock_gist::GistStore::builder(id).allow_over_budget(*allow_over_budget);
-    if let Some(a) = api {
-        b = b.api(a);
-    }
-    if let Some(r) = retry_period {
-        b = b.retry_period(*r);
-    }
-    b.build()
 }
 
 #[cfg(test)]
@@ -204,17 +139,41 @@ mod tests {
         assert!(c.get(&lock).await.expect("get").is_none(), "another name is another store");
     }
 
+    #[tokio::test]
+    async fn unknown_schemes_and_bad_memory_urls_say_what_is_wrong() {
+        let err = open("redis2://u:hunter2@h").await.map(drop).expect_err("unknown").to_string();
+        assert!(err.contains("unknown store scheme \"redis2\"") && err.contains("memory://") && !err.contains("hunter2"), "{err}");
+        let err = open("memory://x?y=1").await.map(drop).expect_err("no parameters").to_string();
+        assert!(err.contains("do not take parameter \"y\""), "{err}");
+    }
+
     #[cfg(all(feature = "postgres", feature = "etcd", feature = "gist"))]
     #[tokio::test]
     async fn backend_urls_open_their_stores_without_connecting() {
-        let pg = open("postgres://app@127.0.0.1:5432/db?table=locks").await.expect("postgres");
+        let options = OpenOptions::default();
+        let pg = open_unchecked("postgres://app@127.0.0.1:5432/db?table=locks", &options).await.expect("postgres");
         assert!(pg.to_string().contains("\"public\".\"locks\""), "{pg}");
-        let etcd = open("etcd://127.0.0.1:2379,127.0.0.1:22379/team").await.expect("etcd");
+        let etcd = open_unchecked("etcd://127.0.0.1:2379,127.0.0.1:22379/team", &options).await.expect("etcd");
         assert!(etcd.to_string().contains("127.0.0.1:22379") && etcd.to_string().contains("team/"), "{etcd}");
         assert!(etcd.capabilities().is_atomic() && etcd.capabilities().monotonic_versions);
-        // Client-go's 2 s retry period is over GitHub's write budget (or there is no token).
-        let err = open("gist://abc123").await.map(drop).expect_err("over budget or no token");
-        assert!(matches!(&err, Error::Config(m) if m.contains("secondary limit") || m.contains("GITHUB_TOKEN")), "{err}");
+    }
+
+    #[cfg(feature = "gist")]
+    #[tokio::test]
+    async fn the_gist_budget_follows_the_electors_retry_period() {
+        // SAFETY of the test: the variable is read in this test only.
+        let url = "gist://abc123?api=http://127.0.0.1:1";
+        let two = OpenOptions::new(Timing { lease: std::time::Duration::from_secs(15), ..Timing::DEFAULT });
+        let ten = OpenOptions::new(Timing {
+            lease: std::time::Duration::from_secs(60),
+            renew_deadline: std::time::Duration::from_secs(40),
+            retry_period: std::time::Duration::from_secs(10),
+        });
+        let with_token = |e: Error| e.to_string();
+        let err = open_unchecked(url, &two).await.map(drop).map_err(with_token).expect_err("over budget or no token");
+        assert!(err.contains("secondary limit") || err.contains("GITHUB_TOKEN"), "{err}");
+        let err = open_unchecked(url, &ten).await.map(drop).map_err(with_token);
+        assert!(err.as_ref().map_or_else(|e| !e.contains("secondary limit"), |()| true), "10 s is within the budget: {err:?}");
     }
 
     #[cfg(not(feature = "gist"))]

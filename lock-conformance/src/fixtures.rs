@@ -27,6 +27,34 @@ use testcontainers::{
 };
 use tokio::sync::OnceCell;
 
+use crate::{Harness, SUITE_TIMING, harness::Connect};
+use lock_core::{Backend, OpenOptions};
+
+/// Waits until the store a URL names can be used, creating what it needs (a table, a
+/// bucket) through its backend: a container's log line says the server started, not
+/// that it is ready. Gives up after a minute, with the store's last error.
+pub async fn ready(backend: &'static dyn Backend, url: &str) -> Result<(), FixtureError> {
+    let parsed = lock_core::StoreUrl::parse(url).map_err(|e| FixtureError(e.to_string()))?;
+    let options = OpenOptions::new(SUITE_TIMING);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match backend.create(&parsed, &options).await {
+            Ok(()) => return Ok(()),
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(e) => return Err(FixtureError(format!("the store never became ready: {e}"))),
+        }
+    }
+}
+
+/// The conformance harness of a fixture's store: waits for it, then opens it by URL
+/// through its backend. Panics with the reason if there is no store: a check that
+/// cannot find its store fails loudly, it never skips.
+pub async fn harness(backend: &'static dyn Backend, url: Result<String, FixtureError>) -> Harness<Connect> {
+    let url = url.unwrap_or_else(|e| panic!("no {} store to test against: {e}", backend.schemes()[0]));
+    ready(backend, &url).await.unwrap_or_else(|e| panic!("{}: {e}", backend.schemes()[0]));
+    Harness::for_url(backend, &url, SUITE_TIMING).unwrap_or_else(|e| panic!("the fixture's URL is not valid: {e}"))
+}
+
 /// Why a fixture could not provide its store.
 #[derive(Debug, Clone)]
 pub struct FixtureError(pub String);
@@ -280,6 +308,19 @@ pub async fn etcd_endpoints() -> Result<Vec<String>, FixtureError> {
     etcd_container_endpoints().await
 }
 
+/// etcd as a store URL (`etcd://HOST:PORT,…/conformance`), from the environment or a container.
+pub async fn etcd_url() -> Result<String, FixtureError> {
+    let endpoints = etcd_endpoints().await?;
+    Ok(etcd_url_of(&endpoints))
+}
+
+/// The store URL of these `http://` endpoints.
+#[must_use]
+pub fn etcd_url_of(endpoints: &[String]) -> String {
+    let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
+    format!("etcd://{}/conformance", hosts.join(","))
+}
+
 /// The endpoints of the etcd container (started if needed), whatever the environment says.
 pub async fn etcd_container_endpoints() -> Result<Vec<String>, FixtureError> {
     let c = etcd_container().await?;
@@ -388,9 +429,14 @@ pub const DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:2.5.4";
 /// The pinned official MinIO image.
 pub const MINIO_IMAGE: &str = "minio/minio:RELEASE.2025-04-22T22-12-26Z";
 
+/// The secret the containers accept: the environment's (what the AWS chain will send), else a fresh one.
 fn aws_secret() -> &'static str {
     static SECRET: OnceLock<String> = OnceLock::new();
-    SECRET.get_or_init(random_secret)
+    SECRET.get_or_init(|| env("AWS_SECRET_ACCESS_KEY").unwrap_or_else(random_secret))
+}
+
+fn aws_access_key() -> String {
+    env("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "highlander".into())
 }
 
 /// Endpoint from `LOCK_TEST_<STORE>_ENDPOINT` (credentials from the standard
@@ -420,7 +466,7 @@ fn aws_spec(store: &'static str, default_image: &'static str) -> ContainerSpec {
     } else {
         ContainerSpec {
             port: 9000,
-            env: vec![("MINIO_ROOT_USER".into(), "highlander".into()), ("MINIO_ROOT_PASSWORD".into(), aws_secret().into())],
+            env: vec![("MINIO_ROOT_USER".into(), aws_access_key()), ("MINIO_ROOT_PASSWORD".into(), aws_secret().into())],
             cmd: ["server", "/data"].map(String::from).to_vec(),
             ready_message: "API:",
             ..probe
@@ -435,10 +481,37 @@ async fn aws_endpoint(store: &'static str, default_image: &'static str) -> Resul
     let c = container(aws_spec(store, default_image)).await?;
     Ok(AwsEndpoint {
         url: format!("http://127.0.0.1:{}", c.host_port()),
-        access_key_id: "highlander".into(),
+        access_key_id: aws_access_key(),
         secret_access_key: aws_secret().into(),
         region: "us-east-1".into(),
     })
+}
+
+/// The AWS backends are opened by URL, so their credentials come from the AWS chain:
+/// the environment must name them (any values for moto; scripts/test sets them).
+fn aws_credentials_in_env() -> Result<(), FixtureError> {
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"] {
+        if env(var).is_none() {
+            return Err(FixtureError(format!(
+                "{var} is not set: the AWS backends' tests use the AWS credential chain with test credentials and no instance metadata                  (export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_EC2_METADATA_DISABLED=true, as scripts/test does)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// DynamoDB as a store URL (`dynamodb://highlander-leases?endpoint=…&region=…`).
+pub async fn dynamodb_url() -> Result<String, FixtureError> {
+    aws_credentials_in_env()?;
+    let e = dynamodb_endpoint().await?;
+    Ok(format!("dynamodb://highlander-leases?endpoint={}&region={}", e.url, e.region))
+}
+
+/// S3 as a store URL (`s3://highlander-leases/conformance/?endpoint=…&region=…&path_style=true`).
+pub async fn s3_url() -> Result<String, FixtureError> {
+    aws_credentials_in_env()?;
+    let e = s3_endpoint().await?;
+    Ok(format!("s3://highlander-leases/conformance/?endpoint={}&region={}&path_style=true", e.url, e.region))
 }
 
 /// DynamoDB: `LOCK_TEST_DYNAMODB_ENDPOINT`, else a container from

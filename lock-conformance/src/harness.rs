@@ -1,8 +1,8 @@
 //! What the suite needs from a store under test, and how each check reports.
 
 use async_trait::async_trait;
-use lock_core::{LockName, MemoryStore, RawAccess, SharedStore};
-use std::{fmt, sync::Arc, time::Duration};
+use lock_core::{Backend, LockName, MemoryStore, OpenOptions, RawAccess, SharedStore, StoreUrl, Timing};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 /// A store under test, as the suite sees it.
 ///
@@ -22,7 +22,7 @@ pub trait StoreHarness: Send + Sync {
 
     /// Durations for the elector checks; slow stores may ask for longer ones.
     fn timing(&self) -> Timing {
-        Timing::default()
+        SUITE_TIMING
     }
 }
 
@@ -43,21 +43,8 @@ impl<H: StoreHarness + ?Sized> StoreHarness for Arc<H> {
 }
 
 /// The elector durations the checks use: short, so the suite runs in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// Lease duration (whole seconds).
-    pub lease: Duration,
-    /// Renew deadline.
-    pub renew_deadline: Duration,
-    /// Retry period.
-    pub retry_period: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self { lease: Duration::from_secs(2), renew_deadline: Duration::from_millis(1500), retry_period: Duration::from_millis(300) }
-    }
-}
+pub const SUITE_TIMING: Timing =
+    Timing { lease: Duration::from_secs(2), renew_deadline: Duration::from_millis(1500), retry_period: Duration::from_millis(300) };
 
 /// The harness of any store that offers [`RawAccess`]: `connect` makes a new client
 /// (as another process would), and the raw back door goes through a client too.
@@ -74,7 +61,7 @@ where
 {
     /// A harness whose clients come from `connect`.
     pub fn new(connect: F) -> Self {
-        Self { connect, timing: Timing::default() }
+        Self { connect, timing: SUITE_TIMING }
     }
 
     /// Uses these elector durations (for slow stores).
@@ -82,6 +69,24 @@ where
     pub fn with_timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
         self
+    }
+}
+
+/// How a URL harness connects: a boxed opener.
+pub type Connect = Box<dyn Fn() -> Pin<Box<dyn Future<Output = lock_core::Result<Arc<dyn RawAccess>>> + Send>> + Send + Sync>;
+
+impl Harness<Connect> {
+    /// The harness of the store a URL names, opened through its backend (each connect
+    /// a new client, as another process would have): how every backend's tests, the
+    /// semantics report and `highlander conformance` build the store under test.
+    pub fn for_url(backend: &'static dyn Backend, url: &str, timing: Timing) -> lock_core::Result<Self> {
+        let url = StoreUrl::parse(url)?;
+        let options = OpenOptions::new(timing);
+        let connect: Connect = Box::new(move || {
+            let url = url.clone();
+            Box::pin(async move { backend.open(&url, &options).await })
+        });
+        Ok(Self { connect, timing })
     }
 }
 

@@ -25,7 +25,8 @@ pub mod harness;
 pub mod report;
 
 pub use checks::CHECKS;
-pub use harness::{CheckResult, Failure, Harness, MemoryHarness, Observation, StoreHarness, Timing, unique_lock};
+pub use harness::{CheckResult, Connect, Failure, Harness, MemoryHarness, Observation, SUITE_TIMING, StoreHarness, unique_lock};
+pub use lock_core::Timing;
 
 use std::{future::Future, pin::Pin, time::Duration};
 

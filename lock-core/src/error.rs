@@ -87,6 +87,18 @@ pub enum Error {
         /// What to check.
         detail: String,
     },
+    /// A leader's write was refused because its term is over: its local deadline passed,
+    /// its leadership ended, or (checked by the store in the write's own transaction) the
+    /// lock's record no longer names this leader's term. Nothing of the write was applied.
+    #[error("lock {lock:?} in {store}: write fenced off: {reason}; nothing was written")]
+    Fenced {
+        /// The lock.
+        lock: LockName,
+        /// The store.
+        store: String,
+        /// Why the term is over.
+        reason: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -108,11 +120,41 @@ impl Error {
         matches!(self, Self::Unavailable { .. } | Self::RateLimited { .. } | Self::Timeout { .. })
     }
 
+    /// Whether retrying cannot help until someone changes the configuration or the
+    /// grants: invalid configuration and refused credentials or permissions.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::PermissionDenied { .. })
+    }
+
+    /// Whether a write was fenced off ([`Error::Fenced`]).
+    #[must_use]
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
+    }
+
     /// Whether this is a lost compare-and-set (`Conflict`).
     #[must_use]
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+}
+
+/// An error's message followed by each of its causes, each said once: client
+/// libraries often stop at "error sending request" or "transport error", and the
+/// cause underneath (refused, unknown host, a certificate) is what a reader needs.
+#[must_use]
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -144,6 +144,8 @@ pub enum FaultMode {
     Fail,
     /// Calls never return (until the caller's timeout drops them).
     Hang,
+    /// Calls fail at once with [`Error::PermissionDenied`]: a permanent error.
+    Deny,
 }
 
 #[derive(Debug)]
@@ -245,6 +247,7 @@ enum Action {
     Pass,
     Fail,
     Hang,
+    Deny,
 }
 
 /// Injects faults into the store it wraps: failures, delays, hangs and rival writes.
@@ -275,6 +278,7 @@ impl<S: LeaseStore> FaultyStore<S> {
             let action = match s.mode {
                 FaultMode::Hang => Action::Hang,
                 FaultMode::Fail => Action::Fail,
+                FaultMode::Deny => Action::Deny,
                 FaultMode::Healthy if s.fail_next > 0 => {
                     s.fail_next -= 1;
                     Action::Fail
@@ -297,6 +301,7 @@ impl<S: LeaseStore> FaultyStore<S> {
             Action::Pass => Ok(()),
             Action::Fail => Err(Error::Unavailable { store: self.inner.to_string(), source: "injected fault".into() }),
             Action::Hang => std::future::pending().await,
+            Action::Deny => Err(Error::PermissionDenied { store: self.inner.to_string(), detail: "injected refusal".into() }),
         }
     }
 
@@ -315,8 +320,8 @@ impl<S: LeaseStore> FaultyStore<S> {
             Some(seen) => {
                 let old = seen.record;
                 let mut rec = LeaderElectionRecord::new(rival, old.lease_duration_seconds.max(1), now);
-                rec.leader_transitions = old.leader_transitions + 1;
-                rec.fencing_token = Some(FencingToken(old.fencing_token.map_or(0, FencingToken::get) + 1));
+                rec.leader_transitions = old.leader_transitions.saturating_add(1);
+                rec.fencing_token = Some(FencingToken(old.fencing_token.map_or(0, FencingToken::get).saturating_add(1)));
                 self.inner.update(lock, &seen.version, &rec).await.map(drop)
             }
         }

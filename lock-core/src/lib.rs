@@ -41,6 +41,9 @@
 //! - [`MemoryStore`], and the [`layer`] wrappers ([`CountingStore`], [`FaultyStore`])
 //!   for tests and benchmarks.
 
+pub mod backend;
+pub mod clock;
+pub mod display;
 pub mod elector;
 pub mod error;
 pub mod layer;
@@ -48,13 +51,21 @@ pub mod memory;
 pub mod name;
 pub mod record;
 pub mod store;
+pub mod url;
 
-pub use elector::{ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, Phase, Unhealthy};
-pub use error::{BoxError, Error, Result};
+pub use backend::{Backend, MemoryBackend, OpenOptions};
+pub use clock::Stamp;
+pub use display::{Escaped, redact_userinfo};
+pub use elector::{
+    ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, LeaseDeadlines, Leadership, Phase, Timing, Unhealthy,
+    check_identity,
+};
+pub use error::{BoxError, Error, Result, error_chain};
 pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;
 pub use record::{FencingToken, LeaderElectionRecord};
+pub use url::{Params, StoreUrl, parse_duration};
 pub use store::{Capabilities, Changes, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, encode_record};
 
 /// Re-exported so stores and users name the same trait-macro version.

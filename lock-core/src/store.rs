@@ -7,33 +7,53 @@ use std::{fmt, sync::Arc};
 
 /// A store's compare-and-set token for one record: opaque to everyone but the store.
 ///
-/// `get` returns it; `update` takes the version it expects to replace.
+/// `get` returns it; `update` takes the version it expects to replace. A store with
+/// [`Capabilities::monotonic_versions`] also gives each version its place in the
+/// record's history ([`ordinal`](Self::ordinal)), which increases with every write.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Version(Arc<str>);
+pub struct Version {
+    token: Arc<str>,
+    ordinal: Option<u64>,
+}
 
 impl Version {
-    /// Wraps a store's token (a counter, a revision, an ETag).
+    /// Wraps a store's token (a counter, a revision, an ETag). A token that is a
+    /// number is its own ordinal.
     #[must_use]
     pub fn new(token: impl AsRef<str>) -> Self {
-        Self(token.as_ref().into())
+        let token: Arc<str> = token.as_ref().into();
+        Self { ordinal: token.parse().ok(), token }
+    }
+
+    /// A token whose place in the record's history is `ordinal` (for tokens that carry
+    /// more than a counter, like Postgres's `version:xmin`).
+    #[must_use]
+    pub fn ordered(token: impl AsRef<str>, ordinal: u64) -> Self {
+        Self { token: token.as_ref().into(), ordinal: Some(ordinal) }
     }
 
     /// The token as the store wrote it.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.token
+    }
+
+    /// Where this version stands in the record's history, if the store says.
+    #[must_use]
+    pub fn ordinal(&self) -> Option<u64> {
+        self.ordinal
     }
 }
 
 impl fmt::Debug for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Version({})", self.0)
+        write!(f, "Version({})", self.token)
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.token)
     }
 }
 

@@ -2,7 +2,7 @@
 //! safety under faults, fencing tokens, last-writer-wins stores, corrupt records.
 
 use lock_core::{
-    CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector,
+    CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, Leadership,
     LeaseStore, LockName, MemoryStore, Phase, elector::metrics as names,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -536,4 +536,148 @@ async fn a_store_asking_to_wait_is_not_called_again_before_then() {
     assert_eq!(calls.len(), 2, "one refused call, then one after the wait: {calls:?}");
     assert!(calls[1] - calls[0] >= Duration::from_secs(60), "called again after {:?}", calls[1] - calls[0]);
     assert!(led - calls[0] < Duration::from_secs(60) + RETRY * 3);
+}
+
+/// The leader's work, handed out of the elector so a test can inspect it.
+fn leader_with_handle<S: LeaseStore + 'static>(store: S, name: &str) -> (Candidate, tokio::sync::mpsc::UnboundedReceiver<Leadership>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let elector = LeaderElector::builder(store, lock(), name)
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW)
+        .retry_period(RETRY)
+        .on_started_leading(move |l| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(l.clone());
+                l.lost().await;
+            }
+        })
+        .build()
+        .expect("valid config");
+    let state = elector.subscribe();
+    let shutdown = CancellationToken::new();
+    let task = elector.spawn(shutdown.clone());
+    (Candidate { name: name.into(), state, shutdown, task }, rx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaders_validity_ends_at_its_deadline_even_while_a_call_hangs() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let (mut leader, mut handles) = leader_with_handle(store, "napoleon");
+    let health = {
+        until_leader(&mut leader).await;
+        handles.recv().await.expect("the work started")
+    };
+    tokio::time::sleep(RETRY * 3 + RETRY / 2).await;
+    assert!(health.is_valid() && health.ensure_valid().is_ok(), "a renewing leader may act");
+    let before = health.deadlines();
+    assert_eq!(before.valid_until.instant - before.renewed.instant, RENEW, "valid until the renewal's start + renew deadline");
+    assert_eq!(before.takeover.instant - before.renewed.instant, LEASE, "a standby may take over a lease later");
+    assert!(before.kill_by.instant < before.takeover.instant, "and everything must be dead before then");
+    assert!(before.valid_until.instant - Instant::now() > RENEW - RETRY, "renewed within the last retry period");
+
+    // Every call from now on hangs: no renewal fails, none succeeds either.
+    faults.set_mode(FaultMode::Hang);
+    let deadline = health.valid_until();
+    let watcher = health.clone();
+    let lost_at = tokio::spawn(async move {
+        watcher.lost().await;
+        Instant::now()
+    });
+    tokio::time::sleep_until(deadline - Duration::from_millis(1)).await;
+    assert!(health.is_valid(), "valid up to the deadline");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!health.is_valid(), "not a moment after");
+    let err = health.ensure_valid().expect_err("past the deadline");
+    assert!(err.is_fenced() && err.to_string().contains("integration"), "{err}");
+    assert_eq!(lost_at.await.expect("lost() returned"), deadline, "lost() fires at the deadline");
+    let stepped_down = until_not_leader(&mut leader).await;
+    assert!(stepped_down - deadline <= Duration::from_millis(1), "the elector steps down at its deadline: {:?}", stepped_down - deadline);
+    leader.shutdown.cancel();
+    leader.task.await.expect("task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_fails_from_the_deadline_not_the_end_of_the_lease() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let elector = LeaderElector::builder(store, lock(), "stalin").lease_duration(LEASE).renew_deadline(RENEW).retry_period(RETRY);
+    let elector = elector.recampaign(false).build().expect("config");
+    let health = elector.health();
+    let mut state = elector.subscribe();
+    let task = elector.spawn(CancellationToken::new());
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    tokio::time::sleep(RETRY * 2 + RETRY / 2).await;
+    faults.set_mode(FaultMode::Hang);
+    let broke = Instant::now();
+    // The elector is stuck in a hanging call: health must not wait for the whole lease.
+    while health.check().is_ok() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(Instant::now() - broke <= RENEW, "still healthy {:?} after the store hung", Instant::now() - broke);
+    }
+    let _ = task.await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_processes_with_one_identity_never_both_lead() {
+    // Two electors with the same identity on one store, as two processes started with
+    // the same --identity would be: at most one leads at any moment.
+    let memory = MemoryStore::new();
+    let log = Log::default();
+    let first = candidate(memory.clone(), "twin", &log);
+    let mut state = first.state.clone();
+    state.wait_for(ElectionState::is_leader).await.expect("alive");
+    let second = candidate(memory.clone(), "twin", &log);
+    tokio::time::sleep(LEASE * 4).await;
+    assert_eq!(log.lock().expect("log").len(), 1, "the second twin never took a term while the first renews: {:?}", log.lock());
+    // The first leaves without releasing: the second takes over after the lease, as any standby.
+    first.task.abort();
+    let _ = first.task.await;
+    let mut second_state = second.state.clone();
+    tokio::time::timeout(LEASE + RETRY * 3, second_state.wait_for(ElectionState::is_leader)).await.expect("took over").expect("alive");
+    let terms = assert_no_overlap(&log);
+    assert_eq!(terms.len(), 2, "{terms:?}");
+    assert!(terms[1].token > terms[0].token, "{terms:?}");
+    second.shutdown.cancel();
+    second.task.await.expect("task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_record_a_twin_took_steps_down() {
+    let memory = MemoryStore::new();
+    let log = Log::default();
+    let mut first = candidate(memory.clone(), "twin", &log);
+    until_leader(&mut first).await;
+    // The twin writes its own term over the leader's record (a rival with our identity).
+    let (faulty, faults) = FaultyStore::new(memory.clone());
+    faults.rival_overwrite_next("twin");
+    let _ = faulty.get(&lock()).await;
+    let lost = until_not_leader(&mut first).await;
+    let _ = lost;
+    let intervals = log.lock().expect("log").clone();
+    assert!(intervals[0].end.is_some(), "the work was stopped: {intervals:?}");
+    let rec = memory.get(&lock()).await.expect("get").expect("record");
+    assert_eq!(rec.record.fencing_token, Some(FencingToken(2)), "the twin's term was not overwritten: {:?}", rec.record);
+    first.shutdown.cancel();
+    first.task.await.expect("task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_store_error_ends_the_election_with_that_error() {
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    faults.set_mode(FaultMode::Deny);
+    let elector = LeaderElector::builder(store, lock(), "stalin").build().expect("config");
+    let mut state = elector.subscribe();
+    let end = tokio::time::timeout(Duration::from_secs(60), elector.run(CancellationToken::new())).await.expect("ended by itself");
+    assert!(matches!(&end, ElectionEnd::Failed { error } if matches!(**error, lock_core::Error::PermissionDenied { .. })), "{end:?}");
+    assert_eq!(state.borrow_and_update().phase, Phase::Stopped);
+
+    // A leader whose store starts refusing steps down first, then ends the same way.
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let log = Log::default();
+    let mut leader = candidate(store, "stalin", &log);
+    until_leader(&mut leader).await;
+    faults.set_mode(FaultMode::Deny);
+    let end = tokio::time::timeout(RENEW, &mut leader.task).await.expect("ended by itself").expect("task");
+    assert!(matches!(&end, ElectionEnd::Failed { .. }), "{end:?}");
+    assert!(log.lock().expect("log")[0].end.is_some(), "the work was stopped");
 }

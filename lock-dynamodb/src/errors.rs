@@ -3,7 +3,7 @@
 use crate::DynamoDbStore;
 use aws_sdk_dynamodb::{
     config::http::HttpResponse,
-    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    error::{ProvideErrorMetadata, SdkError},
 };
 use lock_core::{Error, LockName};
 
@@ -67,22 +67,23 @@ where
 {
     let text = store.to_string();
     let class = classify(&e);
-    let message = match &e {
-        SdkError::ServiceError(service) => service.err().message().unwrap_or_default().to_string(),
-        other => other.to_string(),
-    };
+    let message = lock_aws::message(&e);
     match (class, lock) {
         (Class::ConditionFailed { item_present: true }, Some(lock)) => Error::Conflict { lock: lock.clone(), store: text },
         (Class::ConditionFailed { item_present: false }, Some(lock)) => Error::NotFound { lock: lock.clone(), store: text },
-        (Class::NoTable, _) => {
-            Error::Config(format!("{text}: the table does not exist (create it, or call ensure_table() in development)"))
-        }
+        (Class::NoTable, _) => Error::Config(format!(
+            "{text}: the table does not exist ({message}); create it with --create (highlander) or ensure_table(), or with your infrastructure code"
+        )),
         (Class::Denied, _) => Error::PermissionDenied {
             store: text,
             detail: format!("{message} (check the credentials and the IAM policy in the lock-dynamodb README)"),
         },
-        (Class::Transient, _) => Error::Unavailable { store: text, source: DisplayErrorContext(&e).to_string().into() },
-        _ => Error::Backend { store: text, source: Box::new(e) },
+        (Class::Transient, _) => Error::Unavailable { store: text, source: message.into() },
+        // A request DynamoDB refuses as malformed, e.g. a key attribute that is not the table's key.
+        (Class::Other, _) if message.contains("ValidationException") => Error::Config(format!(
+            "{text}: {message} (is the key= attribute the table's partition key? see the lock-dynamodb README)"
+        )),
+        _ => Error::Backend { store: text, source: message.into() },
     }
 }
 

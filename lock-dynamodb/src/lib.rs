@@ -29,7 +29,11 @@ use aws_sdk_dynamodb::{
     },
 };
 use bytes::Bytes;
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use lock_aws::AwsConfig;
+use lock_core::{
+    Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
+    encode_record,
+};
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 /// The default partition-key attribute.
@@ -47,22 +51,36 @@ const MAX_RECORD_BYTES: usize = 350 * 1024;
 pub struct DynamoDbStoreBuilder {
     table: String,
     key_attribute: String,
-    region: Option<String>,
-    endpoint: Option<String>,
-    static_credentials: Option<(String, Redacted)>,
-    call_timeout: Duration,
-}
-
-/// A secret that never prints.
-#[derive(Clone)]
-struct Redacted(String);
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
+    aws: AwsConfig,
 }
 
 impl DynamoDbStoreBuilder {
+    /// From Highlander's URL: `dynamodb://TABLE?region=…&endpoint=…&key=…`; credentials
+    /// from the AWS chain. Anything else is refused by name.
+    pub fn from_url(url: &StoreUrl) -> Result<Self> {
+        if url.scheme() != "dynamodb" {
+            return Err(Error::Config(format!("not a dynamodb:// URL: {}://", url.scheme())));
+        }
+        url.no_userinfo("AWS credentials come from the environment or the AWS chain")?;
+        if !url.path().is_empty() {
+            return Err(Error::Config("dynamodb:// URL names a table and nothing after it, as in dynamodb://TABLE?region=…".into()));
+        }
+        let mut b = DynamoDbStore::builder(url.single_host("table")?);
+        let mut p = url.params();
+        b.aws.take_params(&mut p);
+        if let Some(key) = p.take("key") {
+            b = b.key_attribute(key);
+        }
+        p.finish(&["region", "endpoint", "key"])?;
+        Ok(b)
+    }
+
+    /// Follows an elector's settings: no request outlives its call timeout.
+    pub fn options(mut self, options: &OpenOptions) -> Self {
+        self.aws.set_call_timeout(options.call_timeout);
+        self
+    }
+
     /// The partition-key attribute name (default `lock_name`).
     pub fn key_attribute(mut self, name: impl Into<String>) -> Self {
         self.key_attribute = name.into();
@@ -71,25 +89,25 @@ impl DynamoDbStoreBuilder {
 
     /// The region (default: from the AWS configuration chain).
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+        self.aws.set_region(region);
         self
     }
 
     /// An endpoint override (DynamoDB Local, moto, a VPC endpoint).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+        self.aws.set_endpoint(url);
         self
     }
 
     /// Static credentials instead of the default chain (for emulators and tests).
     pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
-        self.static_credentials = Some((access_key_id.into(), Redacted(secret_access_key.into())));
+        self.aws.set_static_credentials(access_key_id, secret_access_key);
         self
     }
 
     /// The bound on each request, retries included (default 5 s).
     pub fn call_timeout(mut self, d: Duration) -> Self {
-        self.call_timeout = d;
+        self.aws.set_call_timeout(d);
         self
     }
 
@@ -97,51 +115,64 @@ impl DynamoDbStoreBuilder {
         let table_ok = (3..=255).contains(&self.table.len()) && self.table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !table_ok {
             return Err(Error::Config(format!(
-                "DynamoDB table name {:?} must be 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
-                self.table
+                "DynamoDB table name {} must be 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+                lock_core::Escaped(&self.table)
             )));
         }
         if self.key_attribute.is_empty()
             || self.key_attribute.len() > 255
+            || self.key_attribute.chars().any(char::is_control)
             || [RECORD_ATTRIBUTE, VERSION_ATTRIBUTE].contains(&self.key_attribute.as_str())
         {
             return Err(Error::Config(format!(
-                "DynamoDB key attribute {:?} must be 1-255 characters and not {RECORD_ATTRIBUTE:?} or {VERSION_ATTRIBUTE:?}",
-                self.key_attribute
+                "DynamoDB key attribute {} must be 1-255 characters and not {RECORD_ATTRIBUTE:?} or {VERSION_ATTRIBUTE:?}",
+                lock_core::Escaped(&self.key_attribute)
             )));
         }
-        Ok(())
+        self.aws.check(&format!("dynamodb table {}", self.table))
     }
 
     /// Loads the AWS configuration (credentials, region) and builds the store.
     pub async fn connect(self) -> Result<DynamoDbStore> {
         self.validate()?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &self.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &self.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some((id, secret)) = &self.static_credentials {
-            loader =
-                loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(id, &secret.0, None, None, "highlander-static"));
-        }
-        loader = loader.timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(self.call_timeout).build());
-        let shared = loader.load().await;
-        if shared.region().is_none() {
-            return Err(Error::Config(format!("DynamoDB table {:?}: no AWS region configured (set AWS_REGION or .region())", self.table)));
-        }
+        let shared = self.aws.load(&format!("dynamodb table {}", self.table)).await?;
         Ok(self.with_client(Client::new(&shared)))
     }
 
     /// Builds the store on a client you configured yourself.
     pub fn with_client(self, client: Client) -> DynamoDbStore {
-        let description = match &self.endpoint {
-            Some(e) => format!("dynamodb table {} at {e}", self.table),
-            None => format!("dynamodb table {}{}", self.table, self.region.as_deref().map(|r| format!(" in {r}")).unwrap_or_default()),
-        };
+        let description = format!("dynamodb table {}{}", self.table, self.aws.describe());
         DynamoDbStore { inner: Arc::new(Inner { client, table: self.table, key: self.key_attribute, description }) }
+    }
+}
+
+/// The DynamoDB backend: `dynamodb://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DynamoDbBackend;
+
+/// The DynamoDB backend, for a front end's table of backends.
+pub static BACKEND: DynamoDbBackend = DynamoDbBackend;
+
+#[async_trait]
+impl Backend for DynamoDbBackend {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["dynamodb"]
+    }
+
+    fn grammar(&self) -> &'static str {
+        "dynamodb://TABLE?region=…&endpoint=…&key=… (the AWS credential chain)"
+    }
+
+    fn secret_env(&self) -> &'static [&'static str] {
+        lock_aws::SECRET_ENV
+    }
+
+    async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+        Ok(Arc::new(DynamoDbStoreBuilder::from_url(url)?.options(options).connect().await?))
+    }
+
+    async fn create(&self, url: &StoreUrl, options: &OpenOptions) -> Result<()> {
+        DynamoDbStoreBuilder::from_url(url)?.options(options).connect().await?.ensure_table().await
     }
 }
 
@@ -173,14 +204,7 @@ impl fmt::Display for DynamoDbStore {
 impl DynamoDbStore {
     /// Starts building a store on `table`.
     pub fn builder(table: impl Into<String>) -> DynamoDbStoreBuilder {
-        DynamoDbStoreBuilder {
-            table: table.into(),
-            key_attribute: DEFAULT_KEY_ATTRIBUTE.into(),
-            region: None,
-            endpoint: None,
-            static_credentials: None,
-            call_timeout: Duration::from_secs(5),
-        }
+        DynamoDbStoreBuilder { table: table.into(), key_attribute: DEFAULT_KEY_ATTRIBUTE.into(), aws: AwsConfig::default() }
     }
 
     /// Creates the table (on-demand billing) if it is missing and waits until it is
@@ -218,6 +242,18 @@ impl DynamoDbStore {
         Err(Error::Unavailable { store: self.to_string(), source: "the table did not become ACTIVE within 60 s".into() })
     }
 
+    /// The SDK client, for writes of your own (e.g. fenced transactions on the same table).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The table.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
     fn config(&self, e: impl fmt::Display) -> Error {
         Error::Config(format!("{self}: {e}"))
     }
@@ -231,14 +267,14 @@ impl DynamoDbStore {
         let corrupt = |detail: String| Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail };
         let record = match item.get(RECORD_ATTRIBUTE) {
             Some(AttributeValue::S(s)) => Bytes::from(s.clone()),
-            Some(other) => return Err(corrupt(format!("attribute {RECORD_ATTRIBUTE:?} is {other:?}, not a string"))),
+            Some(_) => return Err(corrupt(format!("attribute {RECORD_ATTRIBUTE:?} is not a string"))),
             None => return Err(corrupt(format!("attribute {RECORD_ATTRIBUTE:?} is missing"))),
         };
         let version = match item.get(VERSION_ATTRIBUTE) {
             Some(AttributeValue::N(n)) => {
                 n.parse::<i64>().map_err(|_| corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is {n:?}, not an integer")))?
             }
-            Some(other) => return Err(corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is {other:?}, not a number"))),
+            Some(_) => return Err(corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is not a number"))),
             None => return Err(corrupt(format!("attribute {VERSION_ATTRIBUTE:?} is missing"))),
         };
         Ok((record, version))
@@ -310,7 +346,10 @@ impl LeaseStore for DynamoDbStore {
         let Ok(expected) = expected.as_str().parse::<i64>() else {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
         };
-        self.put(lock, &raw, expected + 1, "#v = :expected", Some(expected)).await
+        let Some(next) = expected.checked_add(1) else {
+            return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: format!("version {expected} cannot grow") });
+        };
+        self.put(lock, &raw, next, "#v = :expected", Some(expected)).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
 use lock_core::{
-    Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
+    Backend, Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl,
+    Version, encode_record, url::host_port,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::OnceCell;
@@ -60,6 +61,70 @@ impl fmt::Debug for EtcdStoreBuilder {
 }
 
 impl EtcdStoreBuilder {
+    /// From Highlander's URL: `etcd://[USER[:PASSWORD]@]HOST:2379[,HOST2:2379…][/PREFIX]`
+    /// with `tls=true`, `ca=PEM`, `cert=PEM` and `key=PEM` (files; any of them means
+    /// TLS, `cert` and `key` go together for mutual TLS). Credentials come from the
+    /// user-info or `ETCD_USERNAME` / `ETCD_PASSWORD`; anything else is refused by name.
+    pub fn from_url(url: &StoreUrl) -> Result<Self> {
+        if url.scheme() != "etcd" {
+            return Err(Error::Config(format!("not an etcd:// URL: {}://", url.scheme())));
+        }
+        let mut p = url.params();
+        let ca = p.take("ca");
+        let client = match (p.take("cert"), p.take("key")) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(Error::Config("etcd:// parameters cert and key go together (a client certificate and its key)".into())),
+        };
+        let tls = p.flag("tls")? || ca.is_some() || client.is_some();
+        p.finish(&["tls", "ca", "cert", "key"])?;
+        if url.hosts().is_empty() {
+            return Err(Error::Config("etcd:// URL needs at least one host, as in etcd://HOST:2379,HOST2:2379/prefix".into()));
+        }
+        let mut endpoints = Vec::new();
+        for (i, host) in url.hosts().iter().enumerate() {
+            let (name, port) = host_port("etcd", i, host, 2379)?;
+            let name = if name.contains(':') { format!("[{name}]") } else { name };
+            endpoints.push(format!("{}://{name}:{port}", if tls { "https" } else { "http" }));
+        }
+        let mut b = EtcdStore::builder(&endpoints);
+        if !url.path().is_empty() {
+            let prefix = url.path();
+            b = b.prefix(if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") });
+        }
+        let user = match url.user() {
+            Some(u) => Some((u.to_string(), url.password().map(str::to_string).or_else(|| std::env::var("ETCD_PASSWORD").ok()).unwrap_or_default())),
+            None => std::env::var("ETCD_USERNAME")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, std::env::var("ETCD_PASSWORD").unwrap_or_default())),
+        };
+        if let Some((u, pw)) = user {
+            b = b.user(u, pw);
+        }
+        if tls {
+            let read = |what: &str, path: &str| {
+                std::fs::read(path).map_err(|e| Error::Config(format!("etcd TLS for {}: cannot read the {what} {path:?}: {e}", endpoints.join(","))))
+            };
+            let mut options = TlsOptions::new();
+            if let Some(ca) = ca {
+                options = options.ca_certificate(Certificate::from_pem(read("CA certificates", ca)?));
+            }
+            if let Some((cert, key)) = client {
+                options = options.identity(Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
+            }
+            b = b.tls(options);
+        }
+        Ok(b)
+    }
+
+    /// Follows an elector's settings: no request outlives its call timeout.
+    pub fn options(mut self, options: &OpenOptions) -> Self {
+        self.request_timeout = options.call_timeout;
+        self.connect_timeout = self.connect_timeout.min(options.call_timeout);
+        self
+    }
+
     /// Keys are `prefix + lock name` (default `highlander/leases/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -112,6 +177,32 @@ impl EtcdStoreBuilder {
     }
 }
 
+/// The etcd backend: `etcd://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EtcdBackend;
+
+/// The etcd backend, for a front end's table of backends.
+pub static BACKEND: EtcdBackend = EtcdBackend;
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["etcd"]
+    }
+
+    fn grammar(&self) -> &'static str {
+        "etcd://HOST:2379,HOST2:2379/PREFIX?ca=PEM&cert=PEM&key=PEM (TLS with tls=true or any file; ETCD_USERNAME / ETCD_PASSWORD)"
+    }
+
+    fn secret_env(&self) -> &'static [&'static str] {
+        &["ETCD_PASSWORD"]
+    }
+
+    async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+        Ok(Arc::new(EtcdStoreBuilder::from_url(url)?.options(options).build()?))
+    }
+}
+
 struct Inner {
     settings: EtcdStoreBuilder,
     client: OnceCell<Client>,
@@ -131,7 +222,8 @@ impl fmt::Debug for EtcdStore {
 
 impl fmt::Display for EtcdStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "etcd {} prefix {:?}", self.inner.settings.endpoints.join(","), self.inner.settings.prefix)
+        let endpoints: Vec<String> = self.inner.settings.endpoints.iter().map(|e| lock_core::redact_userinfo(e)).collect();
+        write!(f, "etcd {} prefix {}", endpoints.join(","), lock_core::Escaped(&self.inner.settings.prefix))
     }
 }
 
@@ -335,14 +427,12 @@ impl RawAccess for EtcdStore {
 }
 
 /// `message: cause: cause…`, each cause once (tonic repeats "transport error").
-fn with_causes(message: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
-    let mut detail = message;
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !detail.ends_with(&text) {
-            detail = format!("{detail}: {text}");
+fn with_causes(message: String, cause: Option<&(dyn std::error::Error + 'static)>) -> String {
+    match cause {
+        Some(c) => {
+            let rest = lock_core::error_chain(c);
+            if message.ends_with(&rest) { message } else { format!("{message}: {rest}") }
         }
-        cause = c.source();
+        None => message,
     }
-    detail
 }

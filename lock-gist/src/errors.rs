@@ -80,7 +80,7 @@ pub(crate) fn primary_reset(headers: &HeaderMap) -> Option<Duration> {
 
 /// A failed request: the network, not GitHub.
 pub(crate) fn transport(store: &GistStore, e: reqwest::Error) -> Error {
-    Error::Unavailable { store: store.to_string(), source: Box::new(e.without_url()) }
+    Error::Unavailable { store: store.to_string(), source: lock_core::error_chain(&e.without_url()).into() }
 }
 
 /// Passes a successful answer through; maps every other one, in GitHub's documented order:

@@ -1,7 +1,8 @@
-//! A Highlander lease store on a GitHub Gist — the teaching example — and a GitHub
-//! gist API emulator to run it against.
+//! A Highlander lease store on a GitHub Gist — the teaching example — and, with the
+//! `emulator` feature, a GitHub gist API emulator to run it against.
 //!
 //! ```no_run
+//! # #[cfg(feature = "emulator")] {
 //! use lock_core::{LeaderElector, LockName};
 //! use lock_gist::{GistStore, emulator::{Emulator, EmulatorConfig}};
 //! use std::time::Duration;
@@ -22,6 +23,7 @@
 //! # let _ = elector;
 //! # Ok(())
 //! # }
+//! # }
 //! ```
 //!
 //! A gist is **last-writer-wins**: GitHub has no conditional write for gists (PATCH
@@ -31,11 +33,12 @@
 //! it still holds the lease. Two writers can still both believe they won until the
 //! next read: the README shows, measured, why this is a demo and what to use instead.
 
+#[cfg(feature = "emulator")]
 pub mod emulator;
 mod errors;
 mod store;
 
 pub use store::{
-    BUDGET_WARNING_SHARE, Budget, DEFAULT_API, DEFAULT_FILE_PREFIX, GistStore, GistStoreBuilder, SECONDARY_LIMIT_PER_HOUR, Token, budget,
-    file_name,
+    BACKEND, BUDGET_WARNING_SHARE, Budget, DEFAULT_API, DEFAULT_FILE_PREFIX, GistBackend, GistStore, GistStoreBuilder,
+    SECONDARY_LIMIT_PER_HOUR, Token, budget, file_name,
 };

@@ -3,7 +3,10 @@
 use crate::errors::{self, Gate};
 use async_trait::async_trait;
 use bytes::Bytes;
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use lock_core::{
+    Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
+    encode_record,
+};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -68,9 +71,45 @@ pub struct GistStoreBuilder {
     retry_period: Duration,
     allow_over_budget: bool,
     call_timeout: Duration,
+    retry_from_url: bool,
 }
 
 impl GistStoreBuilder {
+    /// From Highlander's URL: `gist://GIST_ID?api=…&retry=10s&allow_over_budget=true`;
+    /// the token from `GITHUB_TOKEN`. `retry` overrides the elector's retry period for
+    /// the write budget. Anything else is refused by name.
+    pub fn from_url(url: &StoreUrl) -> Result<Self> {
+        if url.scheme() != "gist" {
+            return Err(Error::Config(format!("not a gist:// URL: {}://", url.scheme())));
+        }
+        url.no_userinfo("the token comes from GITHUB_TOKEN")?;
+        if !url.path().is_empty() {
+            return Err(Error::Config("gist:// URL names a gist id and nothing after it, as in gist://GIST_ID?api=…".into()));
+        }
+        let mut b = GistStore::builder(url.single_host("gist id")?);
+        let mut p = url.params();
+        if let Some(api) = p.take("api") {
+            b = b.api(api);
+        }
+        if let Some(retry) = p.duration("retry")? {
+            b = b.retry_period(retry);
+            b.retry_from_url = true;
+        }
+        b = b.allow_over_budget(p.flag("allow_over_budget")?);
+        p.finish(&["api", "retry", "allow_over_budget"])?;
+        Ok(b)
+    }
+
+    /// Follows an elector's settings: the write budget from its retry period (unless
+    /// the URL gave one), requests bounded by its call timeout.
+    pub fn options(mut self, options: &OpenOptions) -> Self {
+        if !self.retry_from_url {
+            self.retry_period = options.timing.retry_period;
+        }
+        self.call_timeout = options.call_timeout;
+        self
+    }
+
     /// The token (default: `GITHUB_TOKEN`). Needs the `gist` scope (classic) or "Gists: write" (fine-grained).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Token::new(token));
@@ -109,13 +148,22 @@ impl GistStoreBuilder {
 
     /// Checks the settings and the write budget, and builds the store.
     pub fn build(self) -> Result<GistStore> {
-        if self.gist_id.is_empty() || !self.gist_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::Config(format!("gist id {:?} must be the hexadecimal id from the gist's URL", self.gist_id)));
+        if self.gist_id.is_empty() || self.gist_id.len() > 64 || !self.gist_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::Config(format!("gist id {} must be the hexadecimal id from the gist's URL", lock_core::Escaped(&self.gist_id))));
         }
-        let token = match self.token.clone().or_else(|| std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()).map(Token::new)) {
-            Some(t) => t,
-            None => return Err(Error::Config(format!("gist {}: no token (set GITHUB_TOKEN, or .token())", self.gist_id))),
+        let Some((scheme, rest)) = self.api.split_once("://") else {
+            return Err(Error::Config(format!("gist {}: the api URL must be http:// or https://", self.gist_id)));
         };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if !matches!(scheme, "http" | "https") || authority.is_empty() || rest.contains(['?', '#']) {
+            return Err(Error::Config(format!("gist {}: the api URL must be http(s)://HOST[/PATH], with no query", self.gist_id)));
+        }
+        if authority.contains('@') {
+            return Err(Error::Config(format!(
+                "gist {}: the api URL must not carry a user or password (the token comes from GITHUB_TOKEN)",
+                self.gist_id
+            )));
+        }
         let b = budget(self.retry_period);
         if b.share > 1.0 && !self.allow_over_budget {
             return Err(Error::Config(format!(
@@ -127,6 +175,10 @@ impl GistStoreBuilder {
                 3600.0 / SECONDARY_LIMIT_PER_HOUR
             )));
         }
+        let token = match self.token.clone().or_else(|| std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()).map(Token::new)) {
+            Some(t) => t,
+            None => return Err(Error::Config(format!("gist {}: no token (set GITHUB_TOKEN, or .token())", self.gist_id))),
+        };
         if b.share > BUDGET_WARNING_SHARE && !self.allow_over_budget {
             tracing::warn!(gist = %self.gist_id, writes_per_hour = b.writes_per_hour, "the leader will use {:.0}% of GitHub's secondary write limit", b.share * 100.0);
         }
@@ -142,8 +194,8 @@ impl GistStoreBuilder {
             .default_headers(headers)
             .timeout(self.call_timeout)
             .build()
-            .map_err(|e| Error::Config(format!("gist {}: HTTP client: {e}", self.gist_id)))?;
-        let host = self.api.split("://").nth(1).unwrap_or(&self.api).to_string();
+            .map_err(|e| Error::Config(format!("gist {}: HTTP client: {}", self.gist_id, lock_core::error_chain(&e))))?;
+        let host = lock_core::redact_userinfo(authority);
         Ok(GistStore {
             inner: Arc::new(Inner {
                 http,
@@ -218,6 +270,7 @@ impl GistStore {
             retry_period: lock_core::elector::DEFAULT_RETRY_PERIOD,
             allow_over_budget: false,
             call_timeout: Duration::from_secs(5),
+            retry_from_url: false,
         }
     }
 
@@ -241,7 +294,7 @@ impl GistStore {
         }
         let response = errors::check(self, Some(lock), &self.inner.gate, response).await?;
         let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let gist: Value = response.json().await.map_err(|e| Error::Backend { store: self.to_string(), source: Box::new(e) })?;
+        let gist: Value = response.json().await.map_err(|e| Error::Backend { store: self.to_string(), source: lock_core::error_chain(&e).into() })?;
         *self.cache() = etag.map(|e| (e, gist.clone()));
         Ok(gist)
     }
@@ -350,5 +403,31 @@ impl RawAccess for GistStore {
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
         let gist = self.fetch(lock).await?;
         Ok(self.content(lock, &gist)?.map(Bytes::from))
+    }
+}
+
+/// The gist backend: `gist://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GistBackend;
+
+/// The gist backend, for a front end's table of backends.
+pub static BACKEND: GistBackend = GistBackend;
+
+#[async_trait]
+impl Backend for GistBackend {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["gist"]
+    }
+
+    fn grammar(&self) -> &'static str {
+        "gist://GIST_ID?api=…&allow_over_budget=true (token in GITHUB_TOKEN; last-writer-wins, for teaching)"
+    }
+
+    fn secret_env(&self) -> &'static [&'static str] {
+        &["GITHUB_TOKEN"]
+    }
+
+    async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+        Ok(Arc::new(GistStoreBuilder::from_url(url)?.options(options).build()?))
     }
 }

@@ -1,4 +1,5 @@
-//! Highlander leases in a Postgres table: one row per lock, compare-and-set on a version column.
+//! Highlander leases in a Postgres table: one row per lock, compare-and-set on the
+//! row's version.
 //!
 //! ```no_run
 //! use lock_core::{LeaderElector, LockName};
@@ -19,7 +20,10 @@
 //! state and no named prepared statements, so it works through a transaction-mode
 //! pooler (PgBouncer). See the README for the SQL, the grants and the semantics.
 
+mod config;
 mod errors;
+
+pub use config::{BACKEND, DEFAULT_SCHEMA, DEFAULT_TABLE, PostgresBackend, PostgresStoreBuilder};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,16 +31,12 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lock_core::{
     Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
 };
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 use tokio_postgres::{
-    config::{Host, SslMode},
-    types::Type,
+    Row,
+    config::SslMode,
+    types::{ToSql, Type},
 };
-
-/// The default table name.
-pub const DEFAULT_TABLE: &str = "highlander_leases";
-/// The default schema.
-pub const DEFAULT_SCHEMA: &str = "public";
 
 /// How to secure the connection. Whenever TLS is used the server's certificate is
 /// verified, host name included, against Mozilla's root certificates or the ones
@@ -53,181 +53,14 @@ pub enum Tls {
     Required,
 }
 
-/// libpq's TLS parameters that the driver does not parse, taken out of a connection
-/// string: `sslmode=verify-ca` / `verify-full` (TLS required; the certificate is always
-/// verified here) and `sslrootcert=PATH` (`system` for the built-in roots).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct LibpqTls {
-    required: bool,
-    root_cert: Option<std::path::PathBuf>,
-}
-
-/// Splits libpq-only TLS parameters out of a URL (`?sslmode=verify-full&sslrootcert=…`)
-/// or key=value connection string, so the driver parses the rest.
-fn split_libpq_tls(connection: &str) -> (String, LibpqTls) {
-    let mut tls = LibpqTls::default();
-    let mut take = |key: &str, value: &str| -> bool {
-        match (key, value) {
-            ("sslmode", "verify-ca" | "verify-full") => {
-                tls.required = true;
-                true
-            }
-            ("sslrootcert", "system") => true,
-            ("sslrootcert", path) => {
-                tls.root_cert = Some(percent_decode(path).into());
-                true
-            }
-            _ => false,
-        }
-    };
-    if connection.starts_with("postgres://") || connection.starts_with("postgresql://") {
-        let Some((base, query)) = connection.split_once('?') else { return (connection.to_string(), tls) };
-        let kept: Vec<&str> = query.split('&').filter(|pair| !pair.split_once('=').is_some_and(|(k, v)| take(k, v))).collect();
-        let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-        return (rest, tls);
-    }
-    let kept: Vec<&str> = connection
-        .split_whitespace()
-        .filter(|pair| !pair.split_once('=').is_some_and(|(k, v)| take(k.trim(), v.trim().trim_matches('\''))))
-        .collect();
-    (kept.join(" "), tls)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Builds a [`PostgresStore`].
-#[must_use = "a builder does nothing until .build()"]
-pub struct PostgresStoreBuilder {
-    config: tokio_postgres::Config,
-    schema: String,
-    table: String,
-    tls: Tls,
-    root_cert: Option<std::path::PathBuf>,
-    pool_size: usize,
-    statement_timeout: Duration,
-    connect_timeout: Duration,
-}
-
-impl fmt::Debug for PostgresStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStoreBuilder")
-            .field("endpoint", &endpoint(&self.config))
-            .field("schema", &self.schema)
-            .field("table", &self.table)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
-}
-
-fn valid_identifier(kind: &str, name: &str) -> Result<String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(name.to_string())
-    } else {
-        Err(Error::Config(format!("postgres {kind} {name:?} must be 1-63 letters, digits or underscores, not starting with a digit")))
-    }
-}
-
 impl PostgresStoreBuilder {
-    /// Starts from a connection string: a `postgres://` / `postgresql://` URL or `key=value` pairs.
-    /// The password may be in it or in `PGPASSWORD`; it is never printed.
-    pub fn new(connection: &str) -> Result<Self> {
-        let (connection, libpq) = split_libpq_tls(connection);
-        let mut config = tokio_postgres::Config::from_str(&connection)
-            // The parser's message can echo the input, which may hold a password.
-            .map_err(|_| {
-                Error::Config("invalid postgres connection string (expected postgres://user@host:port/db or key=value pairs)".into())
-            })?;
-        if config.get_password().is_none()
-            && let Ok(pw) = std::env::var("PGPASSWORD")
-        {
-            config.password(pw);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("highlander");
-        }
-        Ok(Self {
-            config,
-            schema: DEFAULT_SCHEMA.into(),
-            table: DEFAULT_TABLE.into(),
-            tls: if libpq.required { Tls::Required } else { Tls::FromUrl },
-            root_cert: libpq.root_cert,
-            pool_size: 4,
-            statement_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(5),
-        })
-    }
-
-    /// The table holding the leases (default `highlander_leases`).
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
-        self
-    }
-
-    /// The schema of the table (default `public`).
-    pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = schema.into();
-        self
-    }
-
-    /// TLS mode (default: the URL's `sslmode`).
-    pub fn tls(mut self, tls: Tls) -> Self {
-        self.tls = tls;
-        self
-    }
-
-    /// Trusts the CA certificates in this PEM file instead of Mozilla's roots (as
-    /// libpq's `sslrootcert`, which the connection string may also give): for servers
-    /// whose certificates come from a private CA, as many managed databases' do.
-    pub fn root_certificates_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.root_cert = Some(path.into());
-        self
-    }
-
-    /// Connections kept in the pool (default 4).
-    pub fn pool_size(mut self, n: usize) -> Self {
-        self.pool_size = n.max(1);
-        self
-    }
-
-    /// The server-side `statement_timeout` of every statement (default 5 s). Keep it
-    /// at or below the elector's call timeout so the server gives up when the elector does.
-    pub fn statement_timeout(mut self, d: Duration) -> Self {
-        self.statement_timeout = d;
-        self
-    }
-
-    /// How long to wait for a new connection (default 5 s).
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
-        self
-    }
-
     /// Validates the settings and builds the store (connections are made lazily).
     pub fn build(mut self) -> Result<PostgresStore> {
-        let schema = valid_identifier("schema", &self.schema)?;
-        let table = valid_identifier("table", &self.table)?;
-        let millis = self.statement_timeout.as_millis().max(1);
-        self.config.options(format!("-c statement_timeout={millis}"));
+        let schema = config::valid_identifier("schema", &self.schema)?;
+        let table = config::valid_identifier("table", &self.table)?;
+        if self.statement_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config("postgres statement and connect timeouts must be greater than zero".into()));
+        }
         self.config.connect_timeout(self.connect_timeout);
         let tls = match self.tls {
             Tls::Disabled => false,
@@ -237,7 +70,7 @@ impl PostgresStoreBuilder {
         if self.tls == Tls::Required {
             self.config.ssl_mode(SslMode::Require);
         }
-        let endpoint = endpoint(&self.config);
+        let endpoint = config::endpoint(&self.config);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let listen_config = self.config.clone();
         let mut connector = None;
@@ -270,7 +103,18 @@ impl PostgresStoreBuilder {
         // NOTIFY channels are identifiers of at most 63 bytes.
         let channel: String = format!("highlander_{table}").chars().take(63).collect();
         let notify_prefix = format!("{qualified}\n");
-        let inner = Inner { pool, endpoint, qualified, tls, listen_config, connector, channel, notify_prefix };
+        let inner = Inner {
+            pool,
+            endpoint,
+            schema,
+            qualified,
+            tls,
+            listen_config,
+            connector,
+            channel,
+            notify_prefix,
+            statement_timeout: self.statement_timeout,
+        };
         Ok(PostgresStore { inner: Arc::new(inner) })
     }
 }
@@ -290,21 +134,10 @@ fn root_certificates(path: &std::path::Path) -> std::result::Result<rustls::Root
     Ok(roots)
 }
 
-/// `host:port/db` for messages: never the user's password.
-fn endpoint(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
-}
-
 struct Inner {
     pool: Pool,
     endpoint: String,
+    schema: String,
     qualified: String,
     tls: bool,
     /// For the dedicated connection a watch LISTENs on (pooled ones are shared).
@@ -313,6 +146,7 @@ struct Inner {
     channel: String,
     /// What every notification of this table starts with: `"schema"."table"` and a newline.
     notify_prefix: String,
+    statement_timeout: Duration,
 }
 
 /// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
@@ -337,6 +171,21 @@ impl fmt::Display for PostgresStore {
     }
 }
 
+/// The compare-and-set token of a row: its `version` counter and its `xmin` (the
+/// transaction that wrote this row version). A writer that bypasses the store and
+/// changes the row without bumping `version` still changes `xmin`, so the next
+/// compare-and-set fails instead of overwriting what it wrote.
+fn version_of(version: i64, xmin: &str) -> Version {
+    Version::ordered(format!("{version}:{xmin}"), u64::try_from(version).unwrap_or(0))
+}
+
+/// Splits a token back into `version` and `xmin`; a token this store never issued is `None`.
+fn parse_version(v: &Version) -> Option<(i64, &str)> {
+    let (version, xmin) = v.as_str().split_once(':')?;
+    let valid_xmin = !xmin.is_empty() && xmin.bytes().all(|b| b.is_ascii_digit());
+    Some((version.parse().ok()?, xmin)).filter(|_| valid_xmin)
+}
+
 impl PostgresStore {
     /// Starts building a store from a connection string.
     pub fn builder(connection: &str) -> Result<PostgresStoreBuilder> {
@@ -359,7 +208,15 @@ impl PostgresStore {
             Ok(()) => Ok(()),
             // Two processes creating the table at once: the loser sees a duplicate type or table.
             Err(e) if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") => Ok(()),
-            Err(e) => Err(self.error(e)),
+            Err(e) if e.code().is_some_and(|c| c.code() == "42501") => Err(Error::PermissionDenied {
+                store: self.to_string(),
+                detail: format!(
+                    "cannot create the lease table: {} (grant CREATE on schema {} to this role, or have an owner run the CREATE TABLE from the lock-postgres README)",
+                    errors::db_message(&e),
+                    self.inner.schema
+                ),
+            }),
+            Err(e) => Err(self.error(None, e)),
         }
     }
 
@@ -367,61 +224,105 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(|e| errors::pool(self, e))
     }
 
-    fn error(&self, e: tokio_postgres::Error) -> Error {
-        errors::postgres(self, None, e)
+    fn error(&self, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
+        errors::postgres(self, lock, e)
     }
+
+    /// One statement, bounded by the statement timeout. On timeout (or if the caller
+    /// gives up first) the server is asked to cancel it, so a stuck statement does not
+    /// keep holding a connection or a row lock.
+    async fn query(&self, lock: &LockName, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let mut cancel = CancelOnDrop { token: Some(client.cancel_token()), store: self.clone() };
+        let result = tokio::time::timeout(self.inner.statement_timeout, client.query_typed(sql, params)).await;
+        match result {
+            Ok(rows) => {
+                cancel.token = None;
+                rows.map_err(|e| self.error(Some(lock), e))
+            }
+            Err(_) => Err(Error::Timeout {
+                lock: lock.clone(),
+                store: self.to_string(),
+                operation: "statement",
+                after: self.inner.statement_timeout,
+            }),
+        }
+    }
+}
+
+/// Asks the server to cancel a statement still running when its future is dropped.
+struct CancelOnDrop {
+    token: Option<tokio_postgres::CancelToken>,
+    store: PostgresStore,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            let _ = match store.inner.connector.clone() {
+                Some(tls) => token.cancel_query(tls).await,
+                None => token.cancel_query(tokio_postgres::NoTls).await,
+            };
+        });
+    }
+}
+
+fn text(lock: &LockName, raw: &Bytes) -> Result<String> {
+    std::str::from_utf8(raw).map(str::to_string).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))
 }
 
 #[async_trait]
 impl LeaseStore for PostgresStore {
     async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
-        let client = self.client().await?;
-        let sql = format!("SELECT record, version FROM {} WHERE name = $1", self.inner.qualified);
-        let rows = client.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let sql = format!("SELECT record, version, xmin::text FROM {} WHERE name = $1", self.inner.qualified);
+        let rows = self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT)]).await?;
         let Some(row) = rows.first() else { return Ok(None) };
         let record: String = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
         let version: i64 = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
-        Observed::decode(lock, self, Bytes::from(record), Version::new(version.to_string())).map(Some)
+        let xmin: String = row.try_get(2).map_err(|e| errors::corrupt(self, lock, &e))?;
+        Observed::decode(lock, self, Bytes::from(record), version_of(version, &xmin)).map(Some)
     }
 
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, None)?;
-        let record = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
-        let client = self.client().await?;
+        let record = text(lock, &encode_record(lock, self, rec, None)?)?;
         let sql = format!(
-            "INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version",
+            "INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version, xmin::text",
             self.inner.qualified
         );
-        let rows = client
-            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&record, Type::TEXT)])
-            .await
-            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let rows = self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT), (&record, Type::TEXT)]).await?;
         match rows.first() {
-            Some(row) => Ok(Version::new(row.try_get::<_, i64>(0).map_err(|e| errors::corrupt(self, lock, &e))?.to_string())),
+            Some(row) => {
+                let version: i64 = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
+                let xmin: String = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
+                Ok(version_of(version, &xmin))
+            }
             None => Err(Error::AlreadyExists { lock: lock.clone(), store: self.to_string() }),
         }
     }
 
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, None)?;
-        let record = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
+        let record = text(lock, &encode_record(lock, self, rec, None)?)?;
         // A version this store never issued cannot match: it is a conflict, not a query error.
-        let Ok(expected) = expected.as_str().parse::<i64>() else {
+        let Some((expected, xmin)) = parse_version(expected) else {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
         };
-        let client = self.client().await?;
-        // One round trip: the compare-and-set, and whether the row exists at all (to tell Conflict from NotFound).
-        // The same statement tells watchers (LISTEN) of the new record, within NOTIFY's
-        // 8000-byte payload limit; larger records are left to polling.
+        // One round trip: the compare-and-set on (version, xmin), and whether the row
+        // exists at all (to tell Conflict from NotFound). The same statement tells
+        // watchers (LISTEN) of the new record, within NOTIFY's 8000-byte payload limit;
+        // larger records are left to polling.
         let sql = format!(
             "WITH cas AS (UPDATE {t} SET record = $3, version = version + 1, updated_at = now() \
-             WHERE name = $1 AND version = $2 RETURNING version) \
-             SELECT (SELECT version FROM cas), EXISTS (SELECT 1 FROM {t} WHERE name = $1), \
-             (SELECT pg_notify($4, $5 || version::text || E'\\n' || $1 || E'\\n' || $3) FROM cas WHERE octet_length($3) < 7000)",
+             WHERE name = $1 AND version = $2 AND xmin::text = $6 RETURNING version, xmin::text AS x) \
+             SELECT (SELECT version FROM cas), (SELECT x FROM cas), EXISTS (SELECT 1 FROM {t} WHERE name = $1), \
+             (SELECT pg_notify($4, $5 || version::text || ':' || x || E'\\n' || $1 || E'\\n' || $3) FROM cas WHERE octet_length($3) < 7000)",
             t = self.inner.qualified
         );
-        let rows = client
-            .query_typed(
+        let rows = self
+            .query(
+                lock,
                 &sql,
                 &[
                     (&lock.as_str(), Type::TEXT),
@@ -429,18 +330,19 @@ impl LeaseStore for PostgresStore {
                     (&record, Type::TEXT),
                     (&self.inner.channel.as_str(), Type::TEXT),
                     (&self.inner.notify_prefix.as_str(), Type::TEXT),
+                    (&xmin, Type::TEXT),
                 ],
             )
-            .await
-            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+            .await?;
         let row =
             rows.first().ok_or_else(|| Error::Backend { store: self.to_string(), source: "compare-and-set returned no row".into() })?;
         let new_version: Option<i64> = row.try_get(0).map_err(|e| errors::corrupt(self, lock, &e))?;
-        let exists: bool = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
-        match (new_version, exists) {
-            (Some(v), _) => Ok(Version::new(v.to_string())),
-            (None, true) => Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
-            (None, false) => Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
+        let new_xmin: Option<String> = row.try_get(1).map_err(|e| errors::corrupt(self, lock, &e))?;
+        let exists: bool = row.try_get(2).map_err(|e| errors::corrupt(self, lock, &e))?;
+        match (new_version, new_xmin, exists) {
+            (Some(v), Some(x), _) => Ok(version_of(v, &x)),
+            (_, _, true) => Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
+            (_, _, false) => Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
         }
     }
 
@@ -467,7 +369,7 @@ impl PostgresStore {
         T::TlsConnect: Send,
         <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
     {
-        let (client, mut connection) = self.inner.listen_config.connect(tls).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let (client, mut connection) = self.inner.listen_config.connect(tls).await.map_err(|e| self.error(Some(lock), e))?;
         let client = Arc::new(client);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let (store, name, session) = (self.clone(), lock.clone(), client.clone());
@@ -491,7 +393,7 @@ impl PostgresStore {
                 }
             }
         });
-        client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(Some(lock), e))?;
         Ok(rx)
     }
 
@@ -503,7 +405,8 @@ impl PostgresStore {
         if name != lock.as_str() {
             return None;
         }
-        Observed::decode(lock, self, Bytes::from(record.to_string()), Version::new(version)).ok()
+        let (number, xmin) = version.split_once(':')?;
+        Observed::decode(lock, self, Bytes::from(record.to_string()), version_of(number.parse().ok()?, xmin)).ok()
     }
 }
 
@@ -512,23 +415,18 @@ impl RawAccess for PostgresStore {
     async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()> {
         let text =
             std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: a postgres record must be UTF-8 text: {e}")))?;
-        let client = self.client().await?;
         let sql = format!(
             "INSERT INTO {t} (name, record, version) VALUES ($1, $2, 1) \
              ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, version = {t}.version + 1, updated_at = now()",
             t = self.inner.qualified
         );
-        client
-            .query_typed(&sql, &[(&lock.as_str(), Type::TEXT), (&text, Type::TEXT)])
-            .await
-            .map_err(|e| errors::postgres(self, Some(lock), e))?;
+        self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT), (&text, Type::TEXT)]).await?;
         Ok(())
     }
 
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
-        let client = self.client().await?;
         let sql = format!("SELECT record FROM {} WHERE name = $1", self.inner.qualified);
-        let rows = client.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| errors::postgres(self, Some(lock), e))?;
+        let rows = self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT)]).await?;
         rows.first().map(|row| row.try_get::<_, String>(0).map(Bytes::from).map_err(|e| errors::corrupt(self, lock, &e))).transpose()
     }
 }
@@ -538,25 +436,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn libpq_tls_parameters_are_taken_out_of_urls_and_key_value_strings() {
-        let (rest, tls) = split_libpq_tls("postgres://app@db:5432/ops?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x");
-        assert_eq!(rest, "postgres://app@db:5432/ops?application_name=x");
-        assert_eq!(tls, LibpqTls { required: true, root_cert: Some("/etc/ca.pem".into()) });
-
-        let (rest, tls) = split_libpq_tls("postgresql://app@db/ops?sslrootcert=system&sslmode=require");
-        assert_eq!(rest, "postgresql://app@db/ops?sslmode=require", "require is the driver's own");
-        assert_eq!(tls, LibpqTls::default());
-
-        let (rest, tls) = split_libpq_tls("host=db user=app sslmode=verify-ca sslrootcert='/run/ca.pem'");
-        assert_eq!(rest, "host=db user=app");
-        assert_eq!(tls, LibpqTls { required: true, root_cert: Some("/run/ca.pem".into()) });
-
-        let (rest, tls) = split_libpq_tls("postgres://app@db/ops");
-        assert_eq!((rest.as_str(), tls), ("postgres://app@db/ops", LibpqTls::default()));
+    fn versions_carry_the_counter_and_the_row_version() {
+        let v = version_of(7, "1234");
+        assert_eq!((v.as_str(), v.ordinal()), ("7:1234", Some(7)));
+        assert_eq!(parse_version(&v), Some((7, "1234")));
+        for foreign in ["7", "7:", "x:1", "7:1;DROP", ""] {
+            assert_eq!(parse_version(&Version::new(foreign)), None, "{foreign}");
+        }
     }
 
     #[test]
-    fn verify_full_urls_parse_and_a_missing_ca_file_is_a_clear_error() {
+    fn verify_full_urls_build_and_a_missing_ca_file_is_a_clear_error() {
         let store = PostgresStore::builder("postgres://app@db.example/ops?sslmode=verify-full").expect("parses").build().expect("builds");
         assert!(store.inner.tls, "verify-full means TLS");
         let err = PostgresStore::builder("postgres://app:hunter2@db.example/ops?sslrootcert=/nonexistent/ca.pem")

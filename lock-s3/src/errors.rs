@@ -7,7 +7,7 @@
 use crate::S3Store;
 use aws_sdk_s3::{
     config::http::HttpResponse,
-    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    error::{ProvideErrorMetadata, SdkError},
 };
 use lock_core::{Error, LockName};
 
@@ -83,6 +83,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let text = store.to_string();
+    let message = lock_aws::message(&e);
     let outcome = match &e {
         SdkError::ServiceError(s) => classify(op, Some(s.raw().status().as_u16()), s.err().code()),
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => S3Outcome::Transient,
@@ -90,23 +91,25 @@ where
     };
     let lock_error = |make: fn(LockName, String) -> Error| match lock {
         Some(l) => make(l.clone(), text.clone()),
-        None => Error::Backend { store: text.clone(), source: DisplayErrorContext(&e).to_string().into() },
+        None => Error::Backend { store: text.clone(), source: message.clone().into() },
     };
     match outcome {
         S3Outcome::AlreadyExists => lock_error(|lock, store| Error::AlreadyExists { lock, store }),
         S3Outcome::Conflict => lock_error(|lock, store| Error::Conflict { lock, store }),
         S3Outcome::NotFound => lock_error(|lock, store| Error::NotFound { lock, store }),
-        S3Outcome::NoBucket => Error::Config(format!("{text}: the bucket does not exist")),
+        S3Outcome::NoBucket => {
+            Error::Config(format!("{text}: the bucket does not exist; create it with --create (highlander) or ensure_bucket()"))
+        }
         S3Outcome::Unsupported => Error::Config(format!(
             "{text}: this store does not support conditional writes (If-None-Match / If-Match); it cannot hold a lease"
         )),
         S3Outcome::Denied => Error::PermissionDenied {
             store: text,
-            detail: format!("{} (check the credentials and the IAM policy in the lock-s3 README)", e.message().unwrap_or("access denied")),
+            detail: format!("{message} (check the credentials and the IAM policy in the lock-s3 README)"),
         },
         S3Outcome::RateLimited => Error::RateLimited { store: text, retry_after: None },
-        S3Outcome::Transient => Error::Unavailable { store: text, source: DisplayErrorContext(&e).to_string().into() },
-        S3Outcome::Other => Error::Backend { store: text, source: Box::new(e) },
+        S3Outcome::Transient => Error::Unavailable { store: text, source: message.into() },
+        S3Outcome::Other => Error::Backend { store: text, source: message.into() },
     }
 }
 

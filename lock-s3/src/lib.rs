@@ -22,7 +22,11 @@ mod errors;
 use async_trait::async_trait;
 use aws_sdk_s3::{Client, primitives::ByteStream};
 use bytes::Bytes;
-use lock_core::{Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record};
+use lock_aws::AwsConfig;
+use lock_core::{
+    Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
+    encode_record,
+};
 use std::{fmt, sync::Arc, time::Duration};
 
 pub use errors::{S3Outcome, classify};
@@ -32,29 +36,41 @@ pub const DEFAULT_PREFIX: &str = "highlander/leases/";
 /// Records are small; refuse anything absurd before uploading it.
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-/// A secret that never prints.
-#[derive(Clone)]
-struct Redacted(String);
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 /// Builds an [`S3Store`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until .connect()"]
 pub struct S3StoreBuilder {
     bucket: String,
     prefix: String,
-    region: Option<String>,
-    endpoint: Option<String>,
     path_style: bool,
-    static_credentials: Option<(String, Redacted)>,
-    call_timeout: Duration,
+    aws: AwsConfig,
 }
 
 impl S3StoreBuilder {
+    /// From Highlander's URL: `s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true`;
+    /// credentials from the AWS chain. Anything else is refused by name.
+    pub fn from_url(url: &StoreUrl) -> Result<Self> {
+        if url.scheme() != "s3" {
+            return Err(Error::Config(format!("not an s3:// URL: {}://", url.scheme())));
+        }
+        url.no_userinfo("AWS credentials come from the environment or the AWS chain")?;
+        let mut b = S3Store::builder(url.single_host("bucket")?);
+        if !url.path().is_empty() {
+            b = b.prefix(url.path());
+        }
+        let mut p = url.params();
+        b.aws.take_params(&mut p);
+        b.path_style = p.flag("path_style")?;
+        p.finish(&["region", "endpoint", "path_style"])?;
+        Ok(b)
+    }
+
+    /// Follows an elector's settings: no request outlives its call timeout.
+    pub fn options(mut self, options: &OpenOptions) -> Self {
+        self.aws.set_call_timeout(options.call_timeout);
+        self
+    }
+
     /// Object keys are `prefix + lock name` (default `highlander/leases/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -63,13 +79,13 @@ impl S3StoreBuilder {
 
     /// The region (default: from the AWS configuration chain).
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+        self.aws.set_region(region);
         self
     }
 
     /// An endpoint override, for S3-compatible stores and emulators.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+        self.aws.set_endpoint(url);
         self
     }
 
@@ -81,13 +97,13 @@ impl S3StoreBuilder {
 
     /// Static credentials instead of the default chain (for emulators and tests).
     pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
-        self.static_credentials = Some((access_key_id.into(), Redacted(secret_access_key.into())));
+        self.aws.set_static_credentials(access_key_id, secret_access_key);
         self
     }
 
     /// The bound on each request, retries included (default 5 s).
     pub fn call_timeout(mut self, d: Duration) -> Self {
-        self.call_timeout = d;
+        self.aws.set_call_timeout(d);
         self
     }
 
@@ -96,37 +112,56 @@ impl S3StoreBuilder {
         let bucket_ok = (3..=63).contains(&self.bucket.len())
             && self.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
         if !bucket_ok {
-            return Err(Error::Config(format!("S3 bucket name {:?} must be 3-63 characters of a-z, 0-9, '.', '-'", self.bucket)));
+            return Err(Error::Config(format!(
+                "S3 bucket name {} must be 3-63 characters of a-z, 0-9, '.', '-'",
+                lock_core::Escaped(&self.bucket)
+            )));
         }
-        if self.prefix.len() + lock_core::name::MAX_LOCK_NAME_LEN > 1024 {
-            return Err(Error::Config(format!("S3 key prefix {:?} is too long for 1024-byte keys", self.prefix)));
+        if self.prefix.len() + lock_core::name::MAX_LOCK_NAME_LEN > 1024 || self.prefix.chars().any(char::is_control) {
+            return Err(Error::Config(format!(
+                "S3 key prefix {} is too long for 1024-byte keys or holds a control character",
+                lock_core::Escaped(&self.prefix)
+            )));
         }
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &self.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &self.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some((id, secret)) = &self.static_credentials {
-            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, &secret.0, None, None, "highlander-static"));
-        }
-        loader = loader.timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(self.call_timeout).build());
-        let shared = loader.load().await;
-        if shared.region().is_none() {
-            return Err(Error::Config(format!("S3 bucket {:?}: no AWS region configured (set AWS_REGION or .region())", self.bucket)));
-        }
+        let shared = self.aws.load(&format!("s3 bucket {}", self.bucket)).await?;
         let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(self.path_style).build();
         Ok(self.with_client(Client::from_conf(config)))
     }
 
     /// Builds the store on a client you configured yourself.
     pub fn with_client(self, client: Client) -> S3Store {
-        let description = match &self.endpoint {
-            Some(e) => format!("s3://{}/{} at {e}", self.bucket, self.prefix),
-            None => format!("s3://{}/{}", self.bucket, self.prefix),
-        };
+        let description = format!("s3://{}/{}{}", self.bucket, self.prefix, self.aws.describe());
         S3Store { inner: Arc::new(Inner { client, bucket: self.bucket, prefix: self.prefix, description }) }
+    }
+}
+
+/// The S3 backend: `s3://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct S3Backend;
+
+/// The S3 backend, for a front end's table of backends.
+pub static BACKEND: S3Backend = S3Backend;
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["s3"]
+    }
+
+    fn grammar(&self) -> &'static str {
+        "s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true (the AWS credential chain)"
+    }
+
+    fn secret_env(&self) -> &'static [&'static str] {
+        lock_aws::SECRET_ENV
+    }
+
+    async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+        Ok(Arc::new(S3StoreBuilder::from_url(url)?.options(options).connect().await?))
+    }
+
+    async fn create(&self, url: &StoreUrl, options: &OpenOptions) -> Result<()> {
+        S3StoreBuilder::from_url(url)?.options(options).connect().await?.ensure_bucket().await
     }
 }
 
@@ -158,15 +193,7 @@ impl fmt::Display for S3Store {
 impl S3Store {
     /// Starts building a store on `bucket`.
     pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
-        S3StoreBuilder {
-            bucket: bucket.into(),
-            prefix: DEFAULT_PREFIX.into(),
-            region: None,
-            endpoint: None,
-            path_style: false,
-            static_credentials: None,
-            call_timeout: Duration::from_secs(5),
-        }
+        S3StoreBuilder { bucket: bucket.into(), prefix: DEFAULT_PREFIX.into(), path_style: false, aws: AwsConfig::default() }
     }
 
     /// Creates the bucket if it is missing. For development and emulators.
@@ -216,7 +243,8 @@ impl S3Store {
             Err(e) => return Err(errors::map(self, Some(lock), errors::Operation::Get, e)),
         };
         let etag = out.e_tag().map(str::to_string);
-        let body = out.body.collect().await.map_err(|e| Error::Unavailable { store: self.to_string(), source: Box::new(e) })?.into_bytes();
+        let body =
+            out.body.collect().await.map_err(|e| Error::Unavailable { store: self.to_string(), source: e.to_string().into() })?.into_bytes();
         let etag = etag.ok_or_else(|| Error::Backend { store: self.to_string(), source: "GetObject returned no ETag".into() })?;
         Ok(Some((body, etag)))
     }

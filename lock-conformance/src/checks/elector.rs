@@ -5,10 +5,10 @@ pub const LEVEL: crate::Level = crate::Level::Elector;
 
 use crate::{
     ensure,
-    harness::{CheckResult, Failure, Observation, StoreHarness, Timing, unique_lock},
+    harness::{CheckResult, Failure, Observation, StoreHarness, unique_lock},
 };
 use lock_core::{
-    ElectionEnd, ElectionState, FaultMode, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, LockName, SharedStore,
+    ElectionEnd, ElectionState, FaultMode, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, LockName, SharedStore, Timing,
 };
 use std::{
     sync::{Arc, Mutex},
@@ -54,9 +54,7 @@ impl Candidate {
     pub(crate) fn spawn(store: SharedStore, lock: &LockName, name: &str, t: Timing, terms: &Terms) -> Result<Self, Failure> {
         let terms = terms.clone();
         let elector = LeaderElector::builder(store, lock.clone(), name)
-            .lease_duration(t.lease)
-            .renew_deadline(t.renew_deadline)
-            .retry_period(t.retry_period)
+            .timing(t)
             .on_started_leading(move |l| {
                 let terms = terms.clone();
                 async move {
@@ -373,4 +371,32 @@ pub async fn rival_overwrite_is_detected_at_next_renewal(h: &dyn StoreHarness) -
     ensure!(after <= bound, "the leader noticed the overwrite after {after:?}, over one retry period {:?}", t.retry_period);
     ensure!(leader_seen.as_deref() == Some("usurper"), "the leader's state names {leader_seen:?}, not the usurper");
     Ok(Observation::default().figure("rival_detected_seconds", after.as_secs_f64()))
+}
+
+/// Two processes started with the same identity (a copy-pasted `--identity`, a
+/// StatefulSet pod run twice) are still two candidates: while the first renews, the
+/// second does not lead, and when the first crashes the second takes over as any
+/// standby would, with a higher token.
+pub async fn one_identity_in_two_processes_is_never_two_leaders(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("twins"), Terms::default());
+    let mut first = Candidate::spawn(h.connect().await?, &lock, "twin", t, &terms)?;
+    first.until("lead", ElectionState::is_leader).await?;
+    let mut second = Candidate::spawn(h.connect().await?, &lock, "twin", t, &terms)?;
+    tokio::time::sleep(t.lease * 2).await;
+    let led = terms.lock().map(|t| t.len()).unwrap_or(0);
+    ensure!(
+        !second.state.borrow().is_leader() && led == 1,
+        "a second process with the same identity took the lease while the first renewed ({led} terms)"
+    );
+    ensure!(first.state.borrow().is_leader(), "the first twin stopped leading: {:?}", *first.state.borrow());
+    first.crash();
+    second.until("take over after the first twin crashed", ElectionState::is_leader).await?;
+    let found = overlaps(&terms);
+    let tokens: Vec<FencingToken> = terms.lock().map(|t| t.iter().map(|t| t.token).collect()).unwrap_or_default();
+    second.stop().await?;
+    if claims_atomic(h).await? {
+        ensure!(found.is_empty(), "the twins' terms overlapped: {found:?}");
+        ensure!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens did not increase: {tokens:?}");
+    }
+    Ok(Observation::default().figure("overlapping_terms", found.len() as f64))
 }

@@ -31,6 +31,7 @@ macro_rules! __for_each_check {
             elector::leadership_intervals_never_overlap,
             elector::fencing_tokens_strictly_increase,
             elector::rival_overwrite_is_detected_at_next_renewal,
+            elector::one_identity_in_two_processes_is_never_two_leaders,
         }
     };
 }

@@ -7,10 +7,15 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, ElectorBuilder, ElectorConfig, JITTER_FACTOR};
-pub use state::{ElectionState, Health, Leadership, Phase, Unhealthy};
+pub use config::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, ElectorBuilder, ElectorConfig, JITTER_FACTOR, MAX_IDENTITY_LEN,
+    MAX_LEASE_DURATION, MIN_RETRY_PERIOD, Timing, check_identity,
+};
+pub use state::{ElectionState, Health, LeaseDeadlines, Leadership, Phase, Unhealthy};
 
 use crate::{
+    clock::{self, Stamp},
+    display::Escaped,
     error::{Error, Result},
     name::LockName,
     record::{FencingToken, LeaderElectionRecord},
@@ -24,10 +29,10 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::{
     sync::watch,
     task::{JoinError, JoinHandle},
-    time::{Instant, sleep_until},
+    time::{Instant, sleep, sleep_until},
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type StartedFn = Arc<dyn Fn(Leadership) -> BoxFuture + Send + Sync>;
@@ -42,7 +47,7 @@ struct Callbacks {
 }
 
 /// How [`LeaderElector::run`] ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ElectionEnd {
     /// The shutdown token was cancelled (and the lease released if configured).
     Shutdown,
@@ -51,7 +56,27 @@ pub enum ElectionEnd {
         /// Why: the renew deadline passed, or who took the lease.
         reason: String,
     },
+    /// The store answered with an error that retrying cannot fix (a missing table,
+    /// refused credentials, a record the store cannot hold): see
+    /// [`Error::is_permanent`]. A leader stepped down first.
+    Failed {
+        /// The error.
+        error: Arc<Error>,
+    },
 }
+
+impl PartialEq for ElectionEnd {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Shutdown, Self::Shutdown) => true,
+            (Self::LostLeadership { reason: a }, Self::LostLeadership { reason: b }) => a == b,
+            (Self::Failed { error: a }, Self::Failed { error: b }) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ElectionEnd {}
 
 /// Elects one leader among candidates that share a lock in a [`LeaseStore`].
 ///
@@ -112,14 +137,17 @@ impl LeaderElector {
         let mut run = Campaign::new(&self);
         let end = loop {
             run.publish();
-            let Some(acquired_at) = run.acquire(&shutdown).await else {
-                break ElectionEnd::Shutdown;
+            let acquired_at = match run.acquire(&shutdown).await {
+                Acquired::Yes(at) => at,
+                Acquired::Shutdown => break ElectionEnd::Shutdown,
+                Acquired::Failed(error) => break ElectionEnd::Failed { error: Arc::new(error) },
             };
-            let mut term = run.start_term();
+            let mut term = run.start_term(acquired_at);
             let end = run.renew(&mut term, acquired_at, &shutdown).await;
             run.end_term(term, &end).await;
             match end {
                 TermEnd::Shutdown => break ElectionEnd::Shutdown,
+                TermEnd::Failed(error) => break ElectionEnd::Failed { error: Arc::new(error) },
                 TermEnd::Lost(_) if shutdown.is_cancelled() => break ElectionEnd::Shutdown,
                 TermEnd::Lost(reason) if !self.config.recampaign => break ElectionEnd::LostLeadership { reason },
                 TermEnd::Lost(_) => {}
@@ -153,6 +181,13 @@ enum Step {
 enum TermEnd {
     Shutdown,
     Lost(String),
+    Failed(Error),
+}
+
+enum Acquired {
+    Yes(Stamp),
+    Shutdown,
+    Failed(Error),
 }
 
 struct Term {
@@ -176,6 +211,7 @@ enum Wake {
     Shutdown,
     WorkDone(Result<(), JoinError>),
     DrainOver,
+    Deadline,
 }
 
 /// The state of one run: client-go's observed record, observed time and raw bytes.
@@ -190,6 +226,13 @@ struct Campaign<'a> {
     /// When the observed record last changed, on the local monotonic clock.
     observed_time: Instant,
     term_token: Option<FencingToken>,
+    /// The token of this candidate's latest write that tried to take the lease: a
+    /// record carrying it was written by this process even if the answer was lost.
+    attempted_token: Option<FencingToken>,
+    /// The current term's deadlines, shared with its [`Leadership`].
+    deadlines: Option<watch::Sender<LeaseDeadlines>>,
+    /// Said once per sighting: another process holds the lease under our identity.
+    twin_reported: bool,
     max_token_seen: u64,
     reported_leader: Option<String>,
     /// The last failed store call, shown in the published state until a call succeeds.
@@ -210,6 +253,9 @@ impl<'a> Campaign<'a> {
             observed_version: None,
             observed_time: Instant::now(),
             term_token: None,
+            attempted_token: None,
+            deadlines: None,
+            twin_reported: false,
             max_token_seen: 0,
             reported_leader: None,
             last_error: None,
@@ -242,7 +288,7 @@ impl<'a> Campaign<'a> {
 
     /// When the observed lease expires: judged by when *we* saw the record change, never by its renewTime.
     fn observed_expiry(&self) -> Option<Instant> {
-        self.observed.as_ref().map(|r| self.observed_time + Duration::from_secs(r.lease_duration_seconds.into()))
+        self.observed.as_ref().map(|r| clock::add(self.observed_time, Duration::from_secs(r.lease_duration_seconds.into())))
     }
 
     /// client-go's isLeaseValid.
@@ -251,10 +297,10 @@ impl<'a> Campaign<'a> {
     }
 
     /// Runs one store call, bounded by the call timeout and by `deadline`.
-    async fn call<T>(&self, operation: &'static str, deadline: Option<Instant>, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn call<T>(&self, operation: &'static str, deadline: Option<Stamp>, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let mut bound = self.cfg().call_timeout;
         if let Some(deadline) = deadline {
-            bound = bound.min(deadline.saturating_duration_since(Instant::now()));
+            bound = bound.min(deadline.remaining());
         }
         match tokio::time::timeout(bound, fut).await {
             Ok(result) => result,
@@ -262,9 +308,15 @@ impl<'a> Campaign<'a> {
         }
     }
 
-    fn next_token(&self, old: Option<&LeaderElectionRecord>) -> FencingToken {
+    /// The token of a new term: above every token seen, never wrapped.
+    fn next_token(&self, old: Option<&LeaderElectionRecord>) -> Result<FencingToken> {
         let from_record = old.map_or(0, |r| r.fencing_token.map_or(0, FencingToken::get).max(u64::from(r.leader_transitions)));
-        FencingToken(from_record.max(self.max_token_seen) + 1)
+        let highest = from_record.max(self.max_token_seen);
+        highest.checked_add(1).map(FencingToken).ok_or_else(|| Error::Corrupt {
+            lock: self.cfg().lock.clone(),
+            store: self.store().to_string(),
+            detail: format!("fencing token {highest} cannot grow any further, so no new term can start; reset the record by hand"),
+        })
     }
 
     fn wrote(&mut self, rec: LeaderElectionRecord, version: Version) {
@@ -279,7 +331,7 @@ impl<'a> Campaign<'a> {
     }
 
     /// client-go's tryAcquireOrRenew, remembering the last failure for the published state.
-    async fn try_acquire_or_renew(&mut self, deadline: Option<Instant>, notified: Option<Observed>) -> Step {
+    async fn try_acquire_or_renew(&mut self, deadline: Option<Stamp>, notified: Option<Observed>) -> Step {
         let step = self.try_acquire_or_renew_once(deadline, notified).await;
         self.last_error = match &step {
             Step::Failed(e) => Some(e.to_string()),
@@ -292,9 +344,19 @@ impl<'a> Campaign<'a> {
         step
     }
 
+    /// Whether a record naming this candidate was written by this process: it carries
+    /// the token of the current term (or, before one starts, of our last attempt to take
+    /// the lease, whose answer may have been lost). Another process started with the
+    /// same identity writes its own, higher token, and so does a client-go writer's
+    /// record lack one: either is someone else.
+    fn written_by_us(&self, rec: &LeaderElectionRecord) -> bool {
+        let ours = if self.leading { self.term_token } else { self.attempted_token };
+        rec.holder_identity == self.cfg().identity && rec.fencing_token.is_some() && rec.fencing_token == ours
+    }
+
     /// `notified`: a record the store's change notifications just delivered, used in
     /// place of a `get` (a standby acting on a release costs no extra read).
-    async fn try_acquire_or_renew_once(&mut self, deadline: Option<Instant>, notified: Option<Observed>) -> Step {
+    async fn try_acquire_or_renew_once(&mut self, deadline: Option<Stamp>, notified: Option<Observed>) -> Step {
         let lock = self.cfg().lock.clone();
         let me = self.cfg().identity.clone();
         let lease = self.cfg().lease_seconds();
@@ -318,7 +380,7 @@ impl<'a> Campaign<'a> {
                     self.wrote(rec, v);
                     return Step::Held;
                 }
-                Err(e) => debug!(lock = %lock, identity = %me, error = %e, "optimistic renewal failed, falling back to the slow path"),
+                Err(e) => debug!(lock = %lock, identity = %Escaped(&me), error = %e, "optimistic renewal failed, falling back to the slow path"),
             }
         }
         if self.leading {
@@ -334,8 +396,18 @@ impl<'a> Campaign<'a> {
             Err(e) => return Step::Failed(e),
             Ok(None) => {
                 let mut rec = LeaderElectionRecord::new(me, lease, now);
-                let token = if self.leading { self.term_token } else { Some(self.next_token(self.observed.as_ref())) };
+                let token = if self.leading {
+                    self.term_token
+                } else {
+                    match self.next_token(self.observed.as_ref()) {
+                        Ok(t) => Some(t),
+                        Err(e) => return Step::Failed(e),
+                    }
+                };
                 rec.fencing_token = token;
+                if !self.leading {
+                    self.attempted_token = token;
+                }
                 return match self.call("create", deadline, self.store().create(&lock, &rec)).await {
                     Ok(v) => {
                         self.wrote(rec, v);
@@ -355,15 +427,34 @@ impl<'a> Campaign<'a> {
             self.observed = Some(seen.record.clone());
             self.observed_raw = Some(seen.raw.clone());
             self.observed_time = Instant::now();
+            self.twin_reported = false;
         }
         self.observed_version = Some(seen.version.clone());
         let old = seen.record;
         let held_by_me = old.holder_identity == me;
-        if self.leading && !held_by_me {
-            return Step::Lost(old.holder_identity);
+        let ours = self.written_by_us(&old);
+        if self.leading && !ours {
+            if held_by_me {
+                error!(
+                    lock = %lock, identity = %Escaped(&me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
+                    "another process holds this lock under this candidate's own identity: stepping down (identities must be unique)"
+                );
+                return Step::Lost(format!("another process using the identity {}", Escaped(&me)));
+            }
+            if !old.is_held() {
+                return Step::Lost("no one (the lease was released behind this leader's back):".into());
+            }
+            return Step::Lost(Escaped(&old.holder_identity).to_string());
         }
         // 4. Someone else holds a lease that has not expired as we observed it.
-        if old.is_held() && !held_by_me && self.lease_valid(Instant::now()) {
+        if old.is_held() && !ours && self.lease_valid(Instant::now()) {
+            if held_by_me && !self.twin_reported {
+                self.twin_reported = true;
+                error!(
+                    lock = %lock, identity = %Escaped(&me), record_token = ?old.fencing_token,
+                    "the lease is held under this candidate's own identity by another process (or an earlier run of this one): waiting for it to expire (identities must be unique)"
+                );
+            }
             return Step::HeldBy(old.holder_identity);
         }
 
@@ -376,7 +467,17 @@ impl<'a> Campaign<'a> {
             rec.acquire_time = Some(now);
             rec.leader_transitions = old.leader_transitions.saturating_add(1);
         }
-        rec.fencing_token = if self.leading { self.term_token } else { Some(self.next_token(Some(&old))) };
+        rec.fencing_token = if self.leading {
+            self.term_token
+        } else {
+            match self.next_token(Some(&old)) {
+                Ok(t) => Some(t),
+                Err(e) => return Step::Failed(e),
+            }
+        };
+        if !self.leading {
+            self.attempted_token = rec.fencing_token;
+        }
         match self.call("update", deadline, self.store().update(&lock, &seen.version, &rec)).await {
             Ok(v) => {
                 self.wrote(rec, v);
@@ -395,7 +496,7 @@ impl<'a> Campaign<'a> {
         if holder.is_some() && holder != self.reported_leader {
             self.reported_leader.clone_from(&holder);
             let holder = holder.unwrap_or_default();
-            info!(lock = %self.cfg().lock, identity = %self.cfg().identity, leader = %holder, "new leader observed");
+            info!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), leader = %Escaped(&holder), "new leader observed");
             if let Some(f) = &self.elector.callbacks.new_leader {
                 f(&holder);
             }
@@ -403,26 +504,30 @@ impl<'a> Campaign<'a> {
         self.publish();
     }
 
-    /// Tries until the lease is ours; returns when the winning call started, or `None` on shutdown.
-    async fn acquire(&mut self, shutdown: &CancellationToken) -> Option<Instant> {
+    /// Tries until the lease is ours; returns when the winning call started.
+    async fn acquire(&mut self, shutdown: &CancellationToken) -> Acquired {
         let mut changes = self.subscribe().await;
         let mut notified = None;
         loop {
-            let started = Instant::now();
+            let started = Stamp::now();
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return None,
+                () = shutdown.cancelled() => return Acquired::Shutdown,
                 step = self.try_acquire_or_renew(None, notified.take()) => step,
             };
             self.report_leader();
             match step {
-                Step::Held => return Some(started),
+                Step::Held => return Acquired::Yes(started),
                 Step::HeldBy(holder) => {
-                    debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, %holder, "lease is held and has not expired")
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), holder = %Escaped(&holder), "lease is held and has not expired")
                 }
                 Step::Lost(holder) => debug!(lock = %self.cfg().lock, %holder, "lease taken"),
+                Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
+                    error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
+                    return Acquired::Failed(e);
+                }
                 Step::Failed(e) => {
-                    warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "failed to acquire the lease")
+                    warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to acquire the lease")
                 }
             }
             let jitter = rand::rng().random::<f64>() * JITTER_FACTOR;
@@ -447,7 +552,7 @@ impl<'a> Campaign<'a> {
                 };
                 tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => return None,
+                        () = shutdown.cancelled() => return Acquired::Shutdown,
                     () = sleep_until(wake) => break,
                     seen = change => match seen {
                         Some(mut seen) => {
@@ -487,36 +592,62 @@ impl<'a> Campaign<'a> {
 
     /// A notification older than the record already observed (by a store's monotonic versions).
     fn is_stale(&self, seen: &Observed) -> bool {
-        let number = |v: &Version| v.as_str().parse::<u64>().ok();
         self.store().capabilities().monotonic_versions
-            && matches!((number(&seen.version), self.observed_version.as_ref().and_then(number)), (Some(new), Some(old)) if new < old)
+            && matches!((seen.version.ordinal(), self.observed_version.as_ref().and_then(Version::ordinal)), (Some(new), Some(old)) if new < old)
     }
 
-    fn start_term(&mut self) -> Term {
+    fn start_term(&mut self, acquired: Stamp) -> Term {
         self.leading = true;
         // The winning write carried the new term's token.
         let token = self.observed.as_ref().and_then(|r| r.fencing_token).unwrap_or(FencingToken(self.max_token_seen));
         self.term_token = Some(token);
-        let leadership =
-            Leadership { lock: self.cfg().lock.clone(), identity: self.cfg().identity.clone(), token, cancel: CancellationToken::new() };
+        let deadlines = LeaseDeadlines::from_renewal(acquired, &self.cfg().timing());
+        let (tx, rx) = watch::channel(deadlines);
+        self.deadlines = Some(tx);
+        let leadership = Leadership {
+            lock: self.cfg().lock.clone(),
+            store: self.store().to_string().into(),
+            identity: self.cfg().identity.clone(),
+            token,
+            cancel: CancellationToken::new(),
+            deadlines: rx,
+        };
         self.metrics.leader.set(1.0);
         self.metrics.acquired.increment(1);
-        self.elector.health.set(Some(self.observed_time + self.cfg().lease_duration));
-        info!(lock = %self.cfg().lock, identity = %self.cfg().identity, fencing_token = %leadership.token, "became leader");
+        self.elector.health.set(Some(deadlines.valid_until));
+        info!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), fencing_token = %leadership.token, "became leader");
         self.report_leader();
         let task = self.elector.callbacks.started.as_ref().map(|f| tokio::spawn(f(leadership.clone())));
         Term { leadership, task }
     }
 
-    /// Waits until `until`, watching for shutdown (which starts the drain) and for the work to finish.
+    /// Moves the term's deadlines on after a successful renewal that started at `renewed`.
+    fn extend(&mut self, renewed: Stamp) -> LeaseDeadlines {
+        let deadlines = LeaseDeadlines::from_renewal(renewed, &self.cfg().timing());
+        if let Some(tx) = &self.deadlines {
+            tx.send_replace(deadlines);
+        }
+        self.elector.health.set(Some(deadlines.valid_until));
+        self.metrics.lease_remaining.set(deadlines.valid_until.remaining().as_secs_f64());
+        deadlines
+    }
+
+    /// Waits until `until`, watching for shutdown (which starts the drain), for the work
+    /// to finish, and for the term's deadline, which ends the term wherever it comes.
     async fn wait(
         &self,
         until: Instant,
+        valid_until: Stamp,
         term: &mut Term,
         shutdown: &CancellationToken,
         draining_until: &mut Option<Instant>,
     ) -> Option<TermEnd> {
         loop {
+            // First, before anything else: a leader that finds its deadline gone (it was
+            // paused, or the machine suspended) stops at once and tries nothing.
+            if valid_until.has_passed() {
+                return Some(self.deadline_passed());
+            }
             let draining = draining_until.is_some();
             let drain_end = draining_until.unwrap_or(until);
             let wake = {
@@ -528,6 +659,7 @@ impl<'a> Campaign<'a> {
                 };
                 tokio::select! {
                     biased;
+                    () = sleep(valid_until.remaining()) => Wake::Deadline,
                     () = shutdown.cancelled(), if !draining => Wake::Shutdown,
                     done = work => Wake::WorkDone(done),
                     () = sleep_until(drain_end), if draining => Wake::DrainOver,
@@ -536,11 +668,12 @@ impl<'a> Campaign<'a> {
             };
             match wake {
                 Wake::Timer => return None,
+                Wake::Deadline => {}
                 Wake::DrainOver => return Some(TermEnd::Shutdown),
                 Wake::Shutdown => {
-                    info!(lock = %self.cfg().lock, identity = %self.cfg().identity, "shutting down: draining the leader's work");
+                    info!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "shutting down: draining the leader's work");
                     term.leadership.cancel.cancel();
-                    *draining_until = Some(Instant::now() + self.cfg().drain_timeout);
+                    *draining_until = Some(clock::add(Instant::now(), self.cfg().drain_timeout));
                     if term.task.is_none() {
                         return Some(TermEnd::Shutdown);
                     }
@@ -548,7 +681,7 @@ impl<'a> Campaign<'a> {
                 Wake::WorkDone(result) => {
                     term.task = None;
                     if let Err(e) = result {
-                        warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "the leader's work failed");
+                        warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "the leader's work failed");
                     }
                     if draining {
                         return Some(TermEnd::Shutdown);
@@ -558,38 +691,43 @@ impl<'a> Campaign<'a> {
         }
     }
 
-    /// client-go's renew loop, with the deadline counted from the last successful renewal.
-    async fn renew(&mut self, term: &mut Term, acquired_at: Instant, shutdown: &CancellationToken) -> TermEnd {
-        let mut last_ok = acquired_at;
+    fn deadline_passed(&self) -> TermEnd {
+        TermEnd::Lost(format!("no renewal succeeded within the renew deadline ({:?})", self.cfg().renew_deadline))
+    }
+
+    /// client-go's renew loop, with the deadline counted from the start of the last
+    /// successful renewal, on both clocks.
+    async fn renew(&mut self, term: &mut Term, acquired_at: Stamp, shutdown: &CancellationToken) -> TermEnd {
+        let mut valid_until = acquired_at.after(self.cfg().renew_deadline);
         let mut draining_until = None;
         loop {
-            let next = Instant::now() + self.cfg().retry_period;
-            if let Some(end) = self.wait(next, term, shutdown, &mut draining_until).await {
+            let next = clock::add(Instant::now(), self.cfg().retry_period);
+            if let Some(end) = self.wait(next, valid_until, term, shutdown, &mut draining_until).await {
                 return end;
             }
             loop {
-                let deadline = last_ok + self.cfg().renew_deadline;
-                if Instant::now() >= deadline {
-                    return TermEnd::Lost(format!("no renewal succeeded within the renew deadline ({:?})", self.cfg().renew_deadline));
+                if valid_until.has_passed() {
+                    return self.deadline_passed();
                 }
-                let started = Instant::now();
-                let step = self.try_acquire_or_renew(Some(deadline), None).await;
+                let started = Stamp::now();
+                let step = self.try_acquire_or_renew(Some(valid_until), None).await;
                 self.report_leader();
                 match step {
                     Step::Held => {
-                        last_ok = started;
-                        self.metrics.renew_seconds.record(started.elapsed().as_secs_f64());
-                        let expires = self.observed_time + self.cfg().lease_duration;
-                        self.metrics.lease_remaining.set(expires.saturating_duration_since(Instant::now()).as_secs_f64());
-                        self.elector.health.set(Some(expires));
+                        self.metrics.renew_seconds.record(started.instant.elapsed().as_secs_f64());
+                        valid_until = self.extend(started).valid_until;
                         break;
                     }
-                    Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder:?} holds the lease now")),
+                    Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder} holds the lease now")),
+                    Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
+                        error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "stepping down: the store refused for good");
+                        return TermEnd::Failed(e);
+                    }
                     Step::Failed(e) => {
-                        warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, error = %e, "failed to renew the lease");
+                        warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to renew the lease");
                         let wait = self.asked_to_wait.take().unwrap_or_default().max(self.cfg().retry_period);
-                        let retry_at = (Instant::now() + wait).min(deadline);
-                        if let Some(end) = self.wait(retry_at, term, shutdown, &mut draining_until).await {
+                        let retry_at = clock::add(Instant::now(), wait).min(valid_until.instant);
+                        if let Some(end) = self.wait(retry_at, valid_until, term, shutdown, &mut draining_until).await {
                             return end;
                         }
                     }
@@ -601,22 +739,33 @@ impl<'a> Campaign<'a> {
     /// Steps down: signals the work, drains it (bounded), releases on shutdown, reports.
     async fn end_term(&mut self, mut term: Term, end: &TermEnd) {
         term.leadership.cancel.cancel();
+        let token = self.term_token;
         self.leading = false;
         self.term_token = None;
+        self.deadlines = None;
+        // A record with the last term's token is still ours until someone else writes.
+        self.attempted_token = token;
         self.metrics.leader.set(0.0);
         self.elector.health.set(None);
-        if let TermEnd::Lost(reason) = end {
-            self.metrics.lost.increment(1);
-            warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, %reason, "lost leadership");
+        match end {
+            TermEnd::Lost(reason) => {
+                self.metrics.lost.increment(1);
+                warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), %reason, "lost leadership");
+            }
+            TermEnd::Failed(e) => {
+                self.metrics.lost.increment(1);
+                self.last_error = Some(e.to_string());
+            }
+            TermEnd::Shutdown => {}
         }
         self.publish();
         if let Some(mut task) = term.task.take() {
             let grace = match end {
-                TermEnd::Lost(_) => self.cfg().drain_timeout,
+                TermEnd::Lost(_) | TermEnd::Failed(_) => self.cfg().drain_timeout,
                 TermEnd::Shutdown => Duration::ZERO,
             };
             if tokio::time::timeout(grace, &mut task).await.is_err() {
-                warn!(lock = %self.cfg().lock, identity = %self.cfg().identity, "the leader's work did not finish within the drain timeout; aborting it");
+                warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "the leader's work did not finish within the drain timeout; aborting it");
                 task.abort();
             }
         }
@@ -632,11 +781,12 @@ impl<'a> Campaign<'a> {
     async fn release(&mut self) -> bool {
         let lock = self.cfg().lock.clone();
         let me = self.cfg().identity.clone();
-        let deadline = Instant::now() + self.cfg().renew_deadline;
-        while Instant::now() < deadline {
+        let deadline = Stamp::now().after(self.cfg().renew_deadline);
+        while !deadline.has_passed() {
             let outcome = match self.call("get", Some(deadline), self.store().get(&lock)).await {
                 Ok(None) => return false,
-                Ok(Some(seen)) if seen.record.holder_identity != me => return true,
+                // Someone else's, including another process's under our identity: not ours to release.
+                Ok(Some(seen)) if !self.written_by_us(&seen.record) => return true,
                 Ok(Some(seen)) => {
                     let now = Utc::now();
                     let mut rec = seen.record;
@@ -647,7 +797,7 @@ impl<'a> Campaign<'a> {
                     match self.call("update", Some(deadline), self.store().update(&lock, &seen.version, &rec)).await {
                         Ok(v) => {
                             self.wrote(rec, v);
-                            info!(lock = %lock, identity = %me, "released the lease");
+                            info!(lock = %lock, identity = %Escaped(&me), "released the lease");
                             self.publish();
                             return true;
                         }
@@ -658,13 +808,13 @@ impl<'a> Campaign<'a> {
             };
             // A conflict means the record moved under us: re-read at once (after a breath).
             let pause = if outcome.is_conflict() {
-                debug!(lock = %lock, identity = %me, "release conflicted; retrying");
+                debug!(lock = %lock, identity = %Escaped(&me), "release conflicted; retrying");
                 self.cfg().retry_period / 20
             } else {
-                warn!(lock = %lock, identity = %me, error = %outcome, "failed to release the lease");
+                warn!(lock = %lock, identity = %Escaped(&me), error = %outcome, "failed to release the lease");
                 self.cfg().retry_period / 4
             };
-            sleep_until((Instant::now() + pause).min(deadline)).await;
+            sleep(pause.min(deadline.remaining())).await;
         }
         false
     }

@@ -1,13 +1,18 @@
 //! What the elector shows the outside: its state, the leader's context and its health.
 
-use crate::{name::LockName, record::FencingToken};
+use crate::{
+    clock::Stamp,
+    error::{Error, Result},
+    name::LockName,
+    record::FencingToken,
+};
 use std::{
     fmt,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
-use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Where an elector is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +21,7 @@ pub enum Phase {
     Candidate,
     /// Holding the lease.
     Leading,
-    /// Finished: shut down, or lost leadership with re-campaigning off.
+    /// Finished: shut down, lost leadership with re-campaigning off, or failed.
     Stopped,
 }
 
@@ -25,7 +30,8 @@ pub enum Phase {
 pub struct ElectionState {
     /// This elector's phase.
     pub phase: Phase,
-    /// The holder this elector last observed (itself when leading).
+    /// The holder this elector last observed (itself when leading). Another process's
+    /// text: escape it before showing it ([`Escaped`](crate::Escaped)).
     pub leader: Option<String>,
     /// This elector's fencing token while it leads.
     pub fencing_token: Option<FencingToken>,
@@ -47,14 +53,68 @@ impl ElectionState {
     }
 }
 
-/// Handed to the leader's work: who leads, with which fencing token, and a signal
-/// that fires the moment leadership ends (step-down, loss or shutdown).
-#[derive(Debug, Clone)]
+/// When a leader's right to act ends, counted from the *start* of its last successful
+/// renewal (or of the write that won the lease) on clocks that keep counting through a
+/// pause or a suspend ([`Stamp`]).
+///
+/// A standby takes the lease no earlier than its own observation of that write plus
+/// the lease duration, and it cannot observe the write before the write began. So a
+/// leader that stops acting by [`valid_until`](Self::valid_until) and has killed
+/// everything it started by [`kill_by`](Self::kill_by) never overlaps the next leader,
+/// however long it was paused in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseDeadlines {
+    /// When the last successful renewal started.
+    pub renewed: Stamp,
+    /// `renewed` + renew deadline: stop acting from here on.
+    pub valid_until: Stamp,
+    /// `renewed` + lease duration: the earliest moment a standby may take the lease.
+    pub takeover: Stamp,
+    /// `takeover` − [`clock_margin`](crate::Timing::clock_margin): everything the
+    /// leader started must be dead by now.
+    pub kill_by: Stamp,
+}
+
+impl LeaseDeadlines {
+    pub(super) fn from_renewal(renewed: Stamp, timing: &crate::Timing) -> Self {
+        let takeover = renewed.after(timing.lease);
+        Self {
+            renewed,
+            valid_until: renewed.after(timing.renew_deadline),
+            takeover,
+            kill_by: takeover.before(timing.clock_margin()),
+        }
+    }
+}
+
+/// Handed to the leader's work: who leads, with which fencing token, until when, and a
+/// signal that fires the moment leadership ends (step-down, loss, shutdown, or the
+/// local deadline passing with no renewal).
+///
+/// Call [`ensure_valid`](Self::ensure_valid) right before every side effect: it is
+/// synchronous and asks no store, so it is cheap enough for every write. It closes
+/// the window a paused or partitioned leader would otherwise act in, except for the
+/// time between the check and the effect itself; fenced writes and fencing tokens
+/// close that (see `docs/fencing.md`).
+#[derive(Clone)]
 pub struct Leadership {
     pub(super) lock: LockName,
+    pub(super) store: Arc<str>,
     pub(super) identity: String,
     pub(super) token: FencingToken,
     pub(super) cancel: CancellationToken,
+    pub(super) deadlines: watch::Receiver<LeaseDeadlines>,
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("lock", &self.lock)
+            .field("identity", &self.identity)
+            .field("token", &self.token)
+            .field("valid", &self.is_valid())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Leadership {
@@ -70,24 +130,104 @@ impl Leadership {
         &self.lock
     }
 
+    /// The store the lock is in (its display form).
+    #[must_use]
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
     /// This leader's identity.
     #[must_use]
     pub fn identity(&self) -> &str {
         &self.identity
     }
 
-    /// Completes when leadership ends; stop the work then.
-    pub fn lost(&self) -> WaitForCancellationFuture<'_> {
-        self.cancel.cancelled()
+    /// The current deadlines (they move on with every successful renewal).
+    #[must_use]
+    pub fn deadlines(&self) -> LeaseDeadlines {
+        *self.deadlines.borrow()
     }
 
-    /// Whether leadership has ended.
+    /// A channel that sees each new set of deadlines: for a supervisor that enforces
+    /// them elsewhere (`highlander run` hands them to its guard process).
+    #[must_use]
+    pub fn deadline_changes(&self) -> watch::Receiver<LeaseDeadlines> {
+        self.deadlines.clone()
+    }
+
+    /// When this leader must stop acting, on the runtime's clock: the start of its last
+    /// successful renewal plus the renew deadline. [`is_valid`](Self::is_valid) also
+    /// counts time the machine spent suspended.
+    #[must_use]
+    pub fn valid_until(&self) -> Instant {
+        self.deadlines().valid_until.instant
+    }
+
+    /// How long this leader may still act (zero once it may not).
+    #[must_use]
+    pub fn remaining(&self) -> Duration {
+        if self.cancel.is_cancelled() { Duration::ZERO } else { self.deadlines().valid_until.remaining() }
+    }
+
+    /// Whether this leader may still act: leadership has not ended and its deadline has
+    /// not passed. Synchronous, and asks no store.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        !self.cancel.is_cancelled() && !self.deadlines().valid_until.has_passed()
+    }
+
+    /// `Ok` while [`is_valid`](Self::is_valid), else [`Error::Fenced`] saying why: call
+    /// it right before any side effect.
+    pub fn ensure_valid(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(self.fenced(format!("leadership (fencing token {}) has ended", self.token)));
+        }
+        let until = self.deadlines().valid_until;
+        if until.has_passed() {
+            return Err(self.fenced(format!(
+                "the local deadline of this term (fencing token {}) passed {:?} ago with no renewal",
+                self.token,
+                until.overdue()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fenced(&self, reason: String) -> Error {
+        Error::Fenced { lock: self.lock.clone(), store: self.store.to_string(), reason }
+    }
+
+    /// Completes when leadership ends or its deadline passes without a renewal, whichever
+    /// comes first: stop the work then.
+    pub async fn lost(&self) {
+        let mut deadlines = self.deadlines.clone();
+        loop {
+            let until = deadlines.borrow_and_update().valid_until;
+            if until.has_passed() {
+                return;
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(until.remaining()) => {}
+                changed = deadlines.changed() => if changed.is_err() {
+                    // The elector is gone: nothing will extend the deadline any more.
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(until.remaining()) => return,
+                    }
+                },
+            }
+        }
+    }
+
+    /// Whether leadership has ended (see also [`is_valid`](Self::is_valid)).
     #[must_use]
     pub fn is_lost(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.cancel.is_cancelled() || self.deadlines().valid_until.has_passed()
     }
 
-    /// The cancellation token behind [`lost`](Self::lost), to hand to other tasks.
+    /// The cancellation token the elector cancels when the term ends, to hand to other
+    /// tasks. (It fires when the elector steps down, which it does at the deadline.)
     #[must_use]
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
@@ -96,24 +236,25 @@ impl Leadership {
 
 /// Why a health check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("elector {identity:?} for lock {lock:?} still leads but its lease expired {overdue:?} ago (locally observed)")]
+#[error("elector {identity:?} for lock {lock:?} still leads but its renewal deadline passed {overdue:?} ago (locally observed)")]
 pub struct Unhealthy {
     /// The lock.
     pub lock: LockName,
     /// The elector's identity.
     pub identity: String,
-    /// How long past expiry.
+    /// How long past the deadline.
     pub overdue: Duration,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct HealthState {
-    /// While leading: when the lease expires by this elector's own clock.
-    pub(super) leader_lease_expires: Option<Instant>,
+    /// While leading: when the leader must stop acting (start of last renewal + renew deadline).
+    pub(super) leader_valid_until: Option<Stamp>,
 }
 
-/// A cheap, cloneable health check, as client-go's `HealthzAdaptor`: a leader
-/// whose lease expired locally (its elector is stuck) is unhealthy; standbys are healthy.
+/// A cheap, cloneable health check, as client-go's `HealthzAdaptor`: a leader whose
+/// deadline passed with no renewal (its elector is stuck, or it was paused) is
+/// unhealthy; standbys are healthy.
 #[derive(Clone)]
 pub struct Health {
     pub(super) lock: LockName,
@@ -123,19 +264,19 @@ pub struct Health {
 }
 
 impl Health {
-    /// `Ok` unless this elector claims to lead past its lease's local expiry plus tolerance.
+    /// `Ok` unless this elector claims to lead past its renewal deadline plus tolerance.
     pub fn check(&self) -> Result<(), Unhealthy> {
-        let expires = self.state.lock().unwrap_or_else(PoisonError::into_inner).leader_lease_expires;
-        match expires {
-            Some(at) if Instant::now() > at + self.tolerance => {
-                Err(Unhealthy { lock: self.lock.clone(), identity: self.identity.clone(), overdue: Instant::now() - at })
+        let until = self.state.lock().unwrap_or_else(PoisonError::into_inner).leader_valid_until;
+        match until {
+            Some(at) if at.after(self.tolerance).has_passed() => {
+                Err(Unhealthy { lock: self.lock.clone(), identity: self.identity.clone(), overdue: at.overdue() })
             }
             _ => Ok(()),
         }
     }
 
-    pub(super) fn set(&self, expires: Option<Instant>) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).leader_lease_expires = expires;
+    pub(super) fn set(&self, valid_until: Option<Stamp>) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).leader_valid_until = valid_until;
     }
 }
 
@@ -154,17 +295,17 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn leader_past_local_expiry_is_unhealthy() {
+    async fn leader_past_its_deadline_is_unhealthy() {
         let health =
             Health { lock: LockName::new("l").unwrap(), identity: "me".into(), tolerance: Duration::from_secs(1), state: Arc::default() };
         assert!(health.check().is_ok(), "a standby is healthy");
-        health.set(Some(Instant::now() + Duration::from_secs(5)));
+        health.set(Some(Stamp::now().after(Duration::from_secs(5))));
         assert!(health.check().is_ok());
-        tokio::time::advance(Duration::from_secs(6)).await;
+        tokio::time::advance(Duration::from_millis(5_500)).await;
         assert!(health.check().is_ok(), "within tolerance");
         tokio::time::advance(Duration::from_secs(1)).await;
-        let err = health.check().expect_err("past expiry and tolerance");
-        assert_eq!(err.overdue, Duration::from_secs(2));
+        let err = health.check().expect_err("past the deadline and tolerance");
+        assert_eq!(err.overdue, Duration::from_millis(1_500));
         health.set(None);
         assert!(health.check().is_ok(), "stepped down");
     }

@@ -1,7 +1,7 @@
 //! client-go's tryAcquireOrRenew, release and config table cases, ported.
 
 use super::*;
-use crate::{CallCounts, CountingStore, FaultyStore, MemoryStore};
+use crate::{CallCounts, CountingStore, FaultyStore, MemoryStore, clock::Stamp};
 
 const ME: &str = "baz";
 const OTHER: &str = "bing";
@@ -91,15 +91,98 @@ async fn a_changing_record_resets_the_observed_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn acquire_from_led_object_naming_us_is_not_a_transition() {
+async fn a_lease_held_under_our_identity_by_another_process_is_not_ours_until_it_expires() {
+    // A record naming us with a token we never wrote: a twin with our identity, or an
+    // earlier run of this process. Either way not ours to renew while it is valid.
     let store = MemoryStore::new();
     seed(&store, ME, 5, Some(9));
+    let before = store.raw(&lock());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a restarted holder takes its lease back at once");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME), "not taken while valid");
+    assert_eq!(store.raw(&lock()), before, "and not touched");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "taken once it expired as observed");
     let rec = stored(&store);
-    assert_eq!(rec.leader_transitions, 5);
+    assert_eq!(rec.leader_transitions, 5, "the same identity: not a holder change");
     assert_eq!(rec.fencing_token, Some(FencingToken(10)), "but a new process is a new term");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_finds_its_identity_with_another_token_steps_down() {
+    let store = MemoryStore::new();
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    let _term = c.start_term(Stamp::now());
+    // A second process started with the same identity takes the record over.
+    seed(&store, ME, 0, Some(2));
+    let step = c.try_acquire_or_renew(None, None).await;
+    assert!(matches!(&step, Step::Lost(why) if why.contains("another process")), "a twin is another leader");
+    assert_eq!(stored(&store).fencing_token, Some(FencingToken(2)), "the twin's record is left alone");
+}
+
+/// Writes go through, but their answers are lost (a timeout after the commit).
+#[derive(Debug, Clone)]
+struct LostAnswers(MemoryStore);
+
+impl std::fmt::Display for LostAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("lost answers")
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for LostAnswers {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        self.0.get(lock).await
+    }
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        self.0.create(lock, rec).await?;
+        Err(Error::Unavailable { store: self.to_string(), source: "the answer was lost".into() })
+    }
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        self.0.update(lock, expected, rec).await
+    }
+    fn capabilities(&self) -> crate::Capabilities {
+        self.0.capabilities()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_won_write_whose_answer_was_lost_is_still_recognised_as_ours() {
+    let store = MemoryStore::new();
+    let e = elector(LostAnswers(store.clone()));
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Failed(Error::Unavailable { .. })));
+    assert_eq!(stored(&store).holder_identity, ME, "the write happened");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "our own token: ours, no waiting for expiry");
+    assert_eq!(stored(&store).fencing_token, Some(FencingToken(2)), "a fresh term for the process that now leads");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_cannot_grow_is_reported_never_wrapped() {
+    let store = MemoryStore::new();
+    seed(&store, "", 3, Some(u64::MAX));
+    let before = store.raw(&lock());
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    let step = c.try_acquire_or_renew(None, None).await;
+    assert!(matches!(&step, Step::Failed(Error::Corrupt { detail, .. }) if detail.contains("cannot grow")), "reported");
+    assert_eq!(store.raw(&lock()), before, "the record is left untouched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_with_a_huge_lease_is_honoured_without_overflow() {
+    let store = MemoryStore::new();
+    let mut rec = LeaderElectionRecord::new(OTHER, u32::MAX, Utc::now());
+    rec.leader_transitions = u32::MAX;
+    store.put_raw(&lock(), rec.to_json().expect("encode"));
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)), "still valid an hour later");
 }
 
 #[tokio::test(start_paused = true)]
@@ -108,7 +191,7 @@ async fn renew_already_held_object_with_one_call_keeping_acquire_time() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
-    let _term = c.start_term();
+    let _term = c.start_term(Stamp::now());
     let first = stored(store.inner());
     let before = store.counts();
     tokio::time::advance(Duration::from_secs(2)).await;
@@ -127,7 +210,7 @@ async fn renew_falls_back_to_the_slow_path_when_the_version_moved() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
-    let _term = c.start_term();
+    let _term = c.start_term(Stamp::now());
     faults.conflict_next_updates(1);
     let before = store.counts();
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
@@ -141,9 +224,9 @@ async fn leader_that_finds_another_holder_has_lost() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
-    let _term = c.start_term();
+    let _term = c.start_term(Stamp::now());
     seed(&store, OTHER, 1, None);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Lost(h) if h == OTHER));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Lost(h) if h.contains(OTHER)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -152,7 +235,7 @@ async fn last_writer_wins_store_never_takes_the_fast_path() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
-    let _term = c.start_term();
+    let _term = c.start_term(Stamp::now());
     let before = store.counts();
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     assert_eq!(store.counts() - before, CallCounts { get: 1, update: 1, ..CallCounts::default() }, "read, check holder, write");
@@ -165,7 +248,7 @@ async fn release_retries_on_conflict_and_keeps_transitions() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
-    let _term = c.start_term();
+    let _term = c.start_term(Stamp::now());
     let held = stored(faulty.inner());
     faults.conflict_next_updates(2);
     let before = store.counts();
@@ -181,13 +264,16 @@ async fn release_retries_on_conflict_and_keeps_transitions() {
 
 #[tokio::test(start_paused = true)]
 async fn release_of_a_lease_held_by_someone_else_writes_nothing() {
-    let store = MemoryStore::new();
-    seed(&store, OTHER, 1, None);
-    let before = store.raw(&lock());
-    let e = elector(store.clone());
-    let mut c = Campaign::new(&e);
-    assert!(c.release().await);
-    assert_eq!(store.raw(&lock()), before);
+    for holder in [OTHER, ME] {
+        // Another candidate's lease, or another process's under our own identity.
+        let store = MemoryStore::new();
+        seed(&store, holder, 1, Some(4));
+        let before = store.raw(&lock());
+        let e = elector(store.clone());
+        let mut c = Campaign::new(&e);
+        assert!(c.release().await);
+        assert_eq!(store.raw(&lock()), before, "{holder}'s record");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,9 +308,17 @@ fn config_validation_names_each_rule() {
         (ME, 10_000, 10_000, 2_000, "lease duration (10s) must be greater than renew deadline (10s)"),
         (ME, 15_000, 2_400, 2_000, "renew deadline (2.4s) must be greater than 1.2 × retry period (2s)"),
         (ME, 1_500, 1_000, 500, "whole number of seconds"),
+        (ME, 86_401_000, 10_000, 2_000, "lease duration (86401s) must not exceed 86400s"),
+        (ME, 10_000_000_000_000_000, 10_000, 2_000, "must not exceed 86400s"),
+        (ME, 15_000, 10_000, 1, "retry period (1ms) must be at least 100ms"),
+        ("eve\nholder mallory", 15_000, 10_000, 2_000, "contains a control character"),
+        ("\u{1b}[2J", 15_000, 10_000, 2_000, "contains a control character"),
+        (" padded", 15_000, 10_000, 2_000, "leading or trailing whitespace"),
+        (&"x".repeat(254), 15_000, 10_000, 2_000, "the limit is 253"),
     ] {
         let err = build(identity, lease, renew, retry).expect_err(expected);
         assert!(err.contains(expected) && err.contains("table-lock"), "{expected:?} not in {err:?}");
+        assert!(!err.chars().any(char::is_control), "the message itself is one clean line: {err:?}");
     }
     let err = LeaderElector::builder(MemoryStore::new(), lock(), ME).call_timeout(Duration::from_secs(11)).build().expect_err("too long");
     assert!(err.to_string().contains("call timeout (11s) must not exceed renew deadline (10s)"), "{err}");

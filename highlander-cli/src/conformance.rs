@@ -1,9 +1,8 @@
 //! `highlander conformance --store URL`: the shared suite against a running store,
 //! with a progress line per check and the semantics table at the end.
 
-use crate::duration;
-use highlander::{LockName, StoreUrl, create_if_missing, open_raw_parsed};
-use lock_conformance::{CHECKS, Harness, StoreHarness, Timing, report};
+use highlander::{OpenOptions, StoreUrl, create_if_missing};
+use lock_conformance::{CHECKS, Harness, StoreHarness, report};
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
 #[derive(clap::Args)]
@@ -16,13 +15,13 @@ pub(crate) struct Args {
     #[arg(long = "check", value_name = "NAME")]
     checks: Vec<String>,
     /// Lease duration for the elector checks (slow stores need longer).
-    #[arg(long, default_value = "2s", value_parser = duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::duration)]
     lease: Duration,
     /// Renew deadline for the elector checks.
-    #[arg(long = "renew-deadline", default_value = "1500ms", value_parser = duration)]
+    #[arg(long = "renew-deadline", default_value = "1500ms", value_parser = crate::duration)]
     renew_deadline: Duration,
     /// Retry period for the elector checks.
-    #[arg(long = "retry-period", default_value = "300ms", value_parser = duration)]
+    #[arg(long = "retry-period", default_value = "300ms", value_parser = crate::duration)]
     retry_period: Duration,
     /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
     #[arg(long)]
@@ -34,25 +33,21 @@ pub(crate) struct Args {
 
 pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
     let url = StoreUrl::parse(&args.store).map_err(|e| e.to_string())?;
+    let backend = highlander::backend(&url).map_err(|e| e.to_string())?;
     if let Some(unknown) = args.checks.iter().find(|c| !CHECKS.iter().any(|k| k.name == c.as_str())) {
         let names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
-        return Err(format!("no conformance check is called {unknown:?}; the checks are: {}", names.join(", ")));
+        return Err(format!("no conformance check is called {}; the checks are: {}", highlander::Escaped(unknown), names.join(", ")));
     }
+    let timing = crate::TimingArgs { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period }.timing()?;
     if args.create {
-        create_if_missing(&url).await.map_err(|e| e.to_string())?;
+        create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
     }
-    let timing = Timing { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period };
     // Each connect is a new client, as another process would have; the raw back door goes through one too.
-    let harness = Harness::new(move || {
-        let url = url.clone();
-        async move { open_raw_parsed(&url).await }
-    })
-    .with_timing(timing);
-    // Fail in one line if the store cannot be reached at all.
+    let harness = Harness::for_url(backend, &args.store, timing).map_err(|e| e.to_string())?;
+    // Fail in one line if the store cannot be used at all.
     let store = harness.connect().await.map_err(|e| e.to_string())?;
-    let probe = LockName::new("conformance-probe").map_err(|e| e.to_string())?;
-    store.get(&probe).await.map_err(|e| e.to_string())?;
-    let backend = args.store.split("://").next().unwrap_or("store").to_string();
+    highlander::probe(&*store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
+    let backend = url.scheme().to_string();
     let total = if args.checks.is_empty() { CHECKS.len() } else { args.checks.len() };
     eprintln!("conformance of {store}: {total} checks, then latency and race measurements");
     let mut done = 0;

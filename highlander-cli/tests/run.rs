@@ -8,7 +8,7 @@
 use lock_core::{LeaderElectionRecord, LeaseStore, LockName};
 use lock_postgres::PostgresStore;
 use nix::{
-    sys::signal::{Signal, kill},
+    sys::signal::{Signal, kill, killpg},
     unistd::Pid,
 };
 use std::{
@@ -70,7 +70,12 @@ struct Candidate {
 
 impl Candidate {
     fn start(pg: &Pg, lock: &str, identity: &str, log: &Path, extra: &[&str], script: &str) -> Self {
+        Self::start_with_env(pg, lock, identity, log, extra, script, &[])
+    }
+
+    fn start_with_env(pg: &Pg, lock: &str, identity: &str, log: &Path, extra: &[&str], script: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+        cmd.envs(env.iter().copied());
         cmd.args(["run", "--store", &pg.url, "--lock", lock, "--identity", identity])
             .args(DURATIONS)
             .args(extra)
@@ -113,6 +118,27 @@ impl Candidate {
                 let logs = self.logs();
                 panic!("{} did not exit within {within:?}:\n{logs}", self.identity);
             }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the next "started the command" line; returns (command pid, guard pid).
+    fn started(&mut self, within: Duration) -> (i32, i32) {
+        let until = Instant::now() + within;
+        loop {
+            while let Ok(line) = self.stderr.try_recv() {
+                self.lines.push(line.clone());
+                if line.contains("started the command") {
+                    let field = |name: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+                    };
+                    return (field("pid"), field("guard"));
+                }
+            }
+            assert!(Instant::now() < until, "{} never started its command within {within:?}:\n{}", self.identity, self.lines.join("\n"));
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -419,4 +445,224 @@ fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique(&format!("highlander-{name}")));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+fn pid(raw: i32) -> Pid {
+    Pid::from_raw(raw)
+}
+
+/// The last tick of `identity` (any kind), if any.
+fn last_tick(log: &Path, identity: &str) -> Option<u128> {
+    ticks(log).iter().filter(|t| t.identity == identity).map(|t| t.at_ns).max()
+}
+
+/// Leader alpha (its command ticking), standby beta; then alpha's highlander alone is
+/// SIGSTOPped for 10 s. Returns the log, alpha's stop time and both candidates.
+fn pause_the_leaders_highlander(name: &str, alpha_env: &[(&str, &str)]) -> (Pg, PathBuf, u128, Candidate, Candidate) {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir(name);
+    let log = dir.join("ticks");
+    let lock = unique(name);
+    let mut a = Candidate::start_with_env(&pg, &lock, "alpha", &log, &[], TICKER, alpha_env);
+    a.started(Duration::from_secs(10));
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped_at = now_ns();
+    a.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(10));
+    a.signal(Signal::SIGCONT);
+    (pg, log, stopped_at, a, b)
+}
+
+#[test]
+fn a_paused_leaders_command_is_stopped_by_its_guard_before_the_standby_starts() {
+    let (_pg, log, stopped_at, mut a, mut b) = pause_the_leaders_highlander("run-pause", &[]);
+    let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
+    let beta_first = first_tick(&log, "beta", stopped_at, Duration::from_secs(5));
+    let gap = ms(beta_first) - ms(alpha_last);
+    println!(
+        "SIGSTOP of the leader's highlander for 10 s: its command's last tick {:.0} ms after the stop, the standby's first {:.0} ms after it: {gap:.0} ms apart, no overlap",
+        ms(alpha_last - stopped_at),
+        ms(beta_first - stopped_at)
+    );
+    assert!(alpha_last < beta_first, "alpha's command ran {:.0} ms into beta's term", -gap);
+    // The guard stops it at the renew deadline after the last renewal, not whenever highlander wakes.
+    assert!(alpha_last - stopped_at <= 1_500_000_000 + 300_000_000, "alpha's command ran {:.0} ms after its highlander stopped", ms(alpha_last - stopped_at));
+    assert!(ticks(&log).iter().any(|t| t.identity == "alpha" && t.kind == "stop"), "alpha's command got SIGTERM from its guard");
+    // Back from the pause, alpha knows it lost and runs nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(ticks(&log).iter().filter(|t| t.identity == "alpha").all(|t| t.at_ns <= alpha_last), "alpha ran its command again:\n{}", a.logs());
+    let logs = a.logs();
+    assert!(logs.contains("the guard stopped the command on its own") || logs.contains("leadership ended"), "{logs}");
+    b.signal(Signal::SIGTERM);
+    b.wait(Duration::from_secs(5));
+    let terms = assert_terms_never_overlap(&log);
+    assert!(terms.windows(2).all(|w| w[0].0 < w[1].0), "tokens strictly increase: {terms:?}");
+}
+
+/// The mutation check of the test above: a guard that ignores its deadline leaves the
+/// paused leader's command running into the standby's term. (If this stops failing to
+/// prevent the overlap, the test above proves nothing.)
+#[test]
+fn without_the_guards_deadline_a_paused_leaders_command_overlaps_the_next() {
+    let (_pg, log, stopped_at, _a, mut b) = pause_the_leaders_highlander("run-pause-mutant", &[("HIGHLANDER_TEST_GUARD_IGNORES_DEADLINE", "1")]);
+    let beta_first = first_tick(&log, "beta", stopped_at, Duration::from_secs(5));
+    let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
+    println!("with the guard's deadline disabled: alpha's command ran {:.0} ms into beta's term", ms(alpha_last.saturating_sub(beta_first)));
+    assert!(alpha_last > beta_first + 2_000_000_000, "the overlap the deadline prevents did not happen");
+    b.signal(Signal::SIGTERM);
+    b.wait(Duration::from_secs(5));
+}
+
+#[test]
+fn a_frozen_leader_resumed_command_first_stops_within_moments() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("freeze");
+    let log = dir.join("ticks");
+    let lock = unique("run-freeze");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    let (command, guard) = a.started(Duration::from_secs(10));
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    std::thread::sleep(Duration::from_secs(1));
+    // The whole machine of alpha freezes: highlander, guard and the command's group.
+    let frozen_at = now_ns();
+    a.signal(Signal::SIGSTOP);
+    kill(pid(guard), Signal::SIGSTOP).expect("stop the guard");
+    killpg(pid(command), Signal::SIGSTOP).expect("stop the command");
+    let beta_first = first_tick(&log, "beta", frozen_at, Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(Duration::from_nanos(u64::try_from(now_ns() - frozen_at).unwrap_or(0))));
+    // Resumed in the worst order: the command first, then its guard, then highlander.
+    let resumed_at = now_ns();
+    killpg(pid(command), Signal::SIGCONT).expect("resume the command");
+    kill(pid(guard), Signal::SIGCONT).expect("resume the guard");
+    a.signal(Signal::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
+    let alpha_last = last_tick(&log, "alpha").expect("alpha ticked");
+    let overlap = ms(alpha_last.saturating_sub(resumed_at));
+    println!("alpha frozen 10 s, resumed command first: its command ran {overlap:.0} ms after resuming (beta had led since {:.0} ms into the freeze)", ms(beta_first - frozen_at));
+    assert!(beta_first > frozen_at, "beta took over during the freeze");
+    assert!(overlap < 500.0, "the resumed command ran {overlap:.0} ms before something stopped it");
+    assert!(!a.logs().contains("renewed"), "no renewal attempt after the deadline");
+    b.signal(Signal::SIGTERM);
+    b.wait(Duration::from_secs(5));
+    let token = |who: &str| ticks(&log).iter().find(|t| t.identity == who).map(|t| t.token).expect("ticked");
+    assert!(token("beta") > token("alpha"), "beta's term has the higher fencing token: a resource that checks it refuses alpha's late writes");
+}
+
+#[test]
+fn a_killed_guard_never_leaves_the_command_unguarded() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("guard");
+    let log = dir.join("ticks");
+    let lock = unique("run-guard");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    let (first_command, first_guard) = a.started(Duration::from_secs(10));
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let killed_at = now_ns();
+    kill(pid(first_guard), Signal::SIGKILL).expect("kill the guard");
+    // The old command is stopped at once, then started again under a new guard.
+    let (second_command, second_guard) = a.started(Duration::from_secs(5));
+    assert_ne!((second_command, second_guard), (first_command, first_guard));
+    let stops = ticks(&log).iter().filter(|t| t.identity == "alpha" && t.kind == "stop").map(|t| t.at_ns).collect::<Vec<_>>();
+    let stopped = stops.iter().copied().find(|t| *t > killed_at).expect("the unguarded command got SIGTERM");
+    println!("guard SIGKILLed: its command stopped {:.0} ms later and restarted under a new guard", ms(stopped - killed_at));
+    assert!(stopped - killed_at < 1_000_000_000, "the command ran unguarded for {:.0} ms", ms(stopped - killed_at));
+    assert!(kill(pid(first_command), None).is_err(), "the first command is gone");
+    assert!(a.logs().contains("the guard process died"), "{}", a.logs());
+    // The new guard does its job: highlander killed, its command dies with it.
+    first_tick(&log, "alpha", stopped, Duration::from_secs(5));
+    let killed_at = now_ns();
+    a.signal(Signal::SIGKILL);
+    a.wait(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let last = last_tick(&log, "alpha").expect("ticks");
+    assert!(last < killed_at + 300_000_000, "the second command outlived highlander by {:.0} ms", ms(last.saturating_sub(killed_at)));
+    assert!(kill(pid(second_command), None).is_err(), "the second command is gone");
+}
+
+/// A command that escapes its process group and session: `setsid` in the background.
+const ESCAPER: &str = r#"setsid sh -c 'while :; do echo "$HIGHLANDER_FENCING_TOKEN $HIGHLANDER_IDENTITY tick $(date +%s%N)" >> "$TICK_LOG"; sleep 0.05; done' &
+wait"#;
+
+#[test]
+fn a_setsid_grandchild_is_stopped_with_the_command_and_sighup_releases() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("setsid");
+    let log = dir.join("ticks");
+    let lock = unique("run-setsid");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], ESCAPER);
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let hung_up = now_ns();
+    a.signal(Signal::SIGHUP);
+    a.wait(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let last = last_tick(&log, "alpha").expect("ticks");
+    assert!(last < hung_up + 300_000_000, "the setsid grandchild outlived the term by {:.0} ms", ms(last.saturating_sub(hung_up)));
+    assert!(a.logs().contains("released the lease"), "SIGHUP is a shutdown, with release:\n{}", a.logs());
+}
+
+#[test]
+fn two_processes_with_one_identity_never_run_the_command_at_once() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("twins");
+    let log = dir.join("ticks");
+    let lock = unique("run-twins");
+    let mut a = Candidate::start(&pg, &lock, "twin", &log, &[], TICKER);
+    first_tick(&log, "twin", 0, Duration::from_secs(10));
+    let mut b = Candidate::start(&pg, &lock, "twin", &log, &[], TICKER);
+    std::thread::sleep(Duration::from_secs(4));
+    let tokens: std::collections::BTreeSet<u64> = ticks(&log).iter().map(|t| t.token).collect();
+    assert_eq!(tokens.len(), 1, "the second twin ran its command while the first led: {tokens:?}\n{}", b.logs());
+    assert!(b.logs().contains("under this candidate's own identity"), "and it said why:\n{}", b.logs());
+    a.signal(Signal::SIGKILL);
+    a.wait(Duration::from_secs(5));
+    first_tick(&log, "twin", now_ns(), Duration::from_secs(10));
+    b.signal(Signal::SIGTERM);
+    b.wait(Duration::from_secs(5));
+    let terms = assert_terms_never_overlap(&log);
+    assert_eq!(terms.len(), 2, "{terms:?}");
+}
+
+#[test]
+fn a_standby_whose_command_cannot_run_says_so_before_campaigning() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let lock = unique("run-missing");
+    let out = Command::new(env!("CARGO_BIN_EXE_highlander"))
+        .args(["run", "--store", &pg.url, "--lock", &lock, "--", "no-such-program-highlander"])
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(stderr.contains("not found on PATH") && stderr.lines().count() == 1, "{stderr}");
+    let rec = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(pg.store.get(&LockName::new(&lock).expect("name")))
+        .expect("get");
+    assert!(rec.is_none(), "it never campaigned: {rec:?}");
+}
+
+#[test]
+fn the_command_does_not_get_the_stores_secrets_unless_asked() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("secrets");
+    for (extra, expect_password) in [(&[][..], false), (&["--pass-store-secrets"][..], true)] {
+        let env_file = dir.join(format!("env-{expect_password}"));
+        let script = format!("env > {}", env_file.display());
+        let out = Command::new(env!("CARGO_BIN_EXE_highlander"))
+            .args(["run", "--store", &pg.url, "--lock", &unique("run-secrets")])
+            .args(extra)
+            .args(["--", "sh", "-c", &script])
+            .env("PGPASSWORD", &pg.password)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let env = std::fs::read_to_string(&env_file).expect("the command wrote its environment");
+        assert_eq!(env.contains("PGPASSWORD="), expect_password, "{extra:?}");
+        assert!(env.contains("HIGHLANDER_FENCING_TOKEN="), "{env}");
+    }
 }

@@ -1,14 +1,14 @@
 //! `highlander status`: a lock's record, once or on every change.
 
-use crate::demo::token;
-use highlander::{FencingToken, LeaseStore, LockName, StoreUrl, open_parsed};
+use crate::Failure;
+use highlander::{Escaped, FencingToken, LeaseStore, LockName, OpenOptions, display::Unquoted, open_with};
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     target: crate::Target,
-    /// Print JSON.
+    /// Print JSON (errors too, as {"error": …}).
     #[arg(long)]
     json: bool,
     /// Keep watching and print every change until interrupted.
@@ -16,15 +16,22 @@ pub(crate) struct Args {
     watch: bool,
 }
 
-pub(crate) async fn status(args: Args) -> Result<(), String> {
+pub(crate) async fn status(args: Args) -> Result<(), Failure> {
     let Args { target, json, watch } = args;
-    show(&target.store, &target.lock, json, watch).await
+    match show(&target.store, &target.lock, json, watch).await {
+        Ok(()) => Ok(()),
+        Err(message) if json => {
+            // A script asked for JSON: it gets JSON on stdout, and the exit code.
+            println!("{}", serde_json::json!({ "lock": target.lock, "error": message }));
+            Err(message.into())
+        }
+        Err(message) => Err(message.into()),
+    }
 }
 
 async fn show(url: &str, lock: &str, json: bool, watch: bool) -> Result<(), String> {
     let lock = LockName::new(lock).map_err(|e| e.to_string())?;
-    let parsed = StoreUrl::parse(url).map_err(|e| e.to_string())?;
-    let store = open_parsed(&parsed).await.map_err(|e| e.to_string())?;
+    let store = open_with(url, &OpenOptions::default()).await.map_err(|e| e.to_string())?;
     let mut last: Option<String> = None;
     loop {
         let shown = describe(&*store, &lock, json).await?;
@@ -52,12 +59,14 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool) -> Result
     };
     let r = seen.record;
     // One look cannot observe a change over time: expiry is judged by the record's
-    // renewTime against this machine's clock, and labelled as such.
+    // renewTime against this machine's clock, and labelled as such. A time too far in
+    // the future to add a lease to has not expired.
     let now = chrono::Utc::now();
-    let expires = r.renew_time.map(|t| t + chrono::Duration::seconds(i64::from(r.lease_duration_seconds)));
+    let expires = r.renew_time.and_then(|t| t.checked_add_signed(chrono::Duration::seconds(i64::from(r.lease_duration_seconds))));
     let expired = !r.is_held() || expires.is_some_and(|e| e <= now);
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     if json {
+        // JSON escapes whatever the record holds.
         return Ok(serde_json::json!({
             "lock": lock.as_str(), "store": store.to_string(), "exists": true,
             "holder": if r.is_held() { Some(r.holder_identity.clone()) } else { None },
@@ -68,14 +77,16 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool) -> Result
         })
         .to_string());
     }
-    let holder = if r.is_held() { r.holder_identity.clone() } else { "(none: released)".into() };
+    // The holder is another process's text: escaped, so it cannot forge a line.
+    let holder = if r.is_held() { Escaped(&r.holder_identity).to_string() } else { "(none: released)".into() };
     Ok(format!(
-        "lock           {lock}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {} (renewTime + lease vs this machine's clock)\ntransitions    {}\nfencing token  {}",
+        "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {} (renewTime + lease vs this machine's clock)\ntransitions    {}\nfencing token  {}",
+        Unquoted(lock.as_str()),
         time(r.acquire_time).unwrap_or_else(|| "-".into()),
         time(r.renew_time).unwrap_or_else(|| "-".into()),
         r.lease_duration_seconds,
         if expired { "yes" } else { "no" },
         r.leader_transitions,
-        token(r.fencing_token),
+        r.fencing_token.map_or_else(|| "-".into(), |t| t.to_string()),
     ))
 }

@@ -13,9 +13,10 @@ mod guard;
 mod run;
 mod serve;
 mod status;
+mod tree;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use highlander::parse_duration;
+use highlander::Timing;
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 use tracing_subscriber::EnvFilter;
 
@@ -47,12 +48,16 @@ enum Command {
     Demo(demo::Args),
     /// Runs a command only while this process leads the lock.
     ///
-    /// The command gets HIGHLANDER_LOCK, HIGHLANDER_IDENTITY and HIGHLANDER_FENCING_TOKEN.
-    /// When leadership is lost it gets SIGTERM, then SIGKILL after the grace period, and
-    /// highlander campaigns again (or exits, with --once). On SIGTERM or SIGINT highlander
-    /// stops the command the same way and releases the lease. When the command exits by
-    /// itself the lease is released and highlander exits with the command's status
-    /// (128 + signal if it was killed, 127 if it could not be started).
+    /// The command gets HIGHLANDER_LOCK, HIGHLANDER_IDENTITY and HIGHLANDER_FENCING_TOKEN,
+    /// and not the store's secrets (unless --pass-store-secrets). A guard process holds
+    /// each term's deadline (the start of the last successful renewal + the renew
+    /// deadline) and stops the command when it passes, even if highlander itself is
+    /// paused. When leadership is lost the command gets SIGTERM, then SIGKILL after the
+    /// grace period, and highlander campaigns again (or exits, with --once). On SIGTERM,
+    /// SIGINT or SIGHUP highlander stops the command the same way and releases the
+    /// lease. When the command exits by itself the lease is released and highlander
+    /// exits with the command's status (128 + signal if it was killed, 127 if it could
+    /// not be started).
     Run(run::Args),
     /// Shows a lock's record: holder, times, lease, expiry, transitions, fencing token.
     Status(status::Args),
@@ -71,29 +76,49 @@ pub(crate) struct Target {
     lock: String,
 }
 
+/// The elector's durations, client-go's defaults unless given.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct TimingArgs {
+    /// Lease duration (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    lease: Duration,
+    /// How long the leader keeps trying to renew before it steps down.
+    #[arg(long = "renew-deadline", default_value = "10s", value_parser = duration)]
+    renew_deadline: Duration,
+    /// How often to try to acquire or renew.
+    #[arg(long = "retry-period", default_value = "2s", value_parser = duration)]
+    retry_period: Duration,
+}
+
+impl TimingArgs {
+    /// The durations, checked by lock-core's rules.
+    pub(crate) fn timing(self) -> Result<Timing, String> {
+        let t = Timing { lease: self.lease, renew_deadline: self.renew_deadline, retry_period: self.retry_period };
+        t.check()?;
+        Ok(t)
+    }
+}
+
 /// Parses `15s`, `1500ms`, `2m` for clap.
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| match e {
-        highlander::Error::Config(message) => message,
-        other => other.to_string(),
-    })
+    highlander::parse_duration(text)
 }
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == guard::ARG) {
         return guard::main();
     }
+    let json = std::env::args_os().any(|a| a == "--log-format=json")
+        || std::env::args_os().collect::<Vec<_>>().windows(2).any(|w| w[0] == "--log-format" && w[1] == "json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
         Err(e) => {
             // One clear line, not clap's usage block.
             let text = e.to_string();
-            eprintln!("highlander: {}", text.lines().next().unwrap_or_default().trim_start_matches("error: "));
-            return ExitCode::from(2);
+            return fail(json, text.lines().next().unwrap_or_default().trim_start_matches("error: "), 2);
         }
     };
-    let json = cli.log_format == LogFormat::Json;
     // The demo narrates on stdout; `run` reports what it does on stderr; the suite
     // injects faults on purpose, and the electors' warnings about them are noise.
     let default_filter = match cli.command {
@@ -117,13 +142,13 @@ fn main() -> ExitCode {
     };
     let runtime = match runtime {
         Ok(r) => r,
-        Err(e) => return fail(json, &format!("cannot start the async runtime: {e}")),
+        Err(e) => return fail(json, &format!("cannot start the async runtime: {e}"), 1),
     };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
             Command::Run(args) => run::run(args).await,
-            Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
+            Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS),
             Command::Conformance(args) => conformance::conformance(args).await.map_err(Failure::from),
         }
     });
@@ -131,10 +156,7 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(code) => code,
-        Err(Failure { message, code }) => {
-            fail(json, &message);
-            ExitCode::from(code)
-        }
+        Err(Failure { message, code }) => fail(json, &message, code),
     }
 }
 
@@ -163,11 +185,20 @@ impl From<&str> for Failure {
     }
 }
 
-fn fail(json: bool, message: &str) -> ExitCode {
+/// A fatal error always reaches stderr, in one line, whatever `RUST_LOG` filters: as a
+/// JSON object in the JSON log format, else as text.
+fn fail(json: bool, message: &str, code: u8) -> ExitCode {
+    let message: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if json {
-        tracing::error!("{message}");
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "fields": { "message": message },
+            "target": "highlander",
+        });
+        eprintln!("{line}");
     } else {
         eprintln!("highlander: {message}");
     }
-    ExitCode::FAILURE
+    ExitCode::from(code)
 }

@@ -1,0 +1,499 @@
+//! `highlander run`: runs a command only while this process leads the lock.
+//!
+//! - Leading: the command starts under a [guard](crate::guard) process (its parent, a
+//!   child subreaper) in a process group of its own, with `HIGHLANDER_LOCK`,
+//!   `HIGHLANDER_IDENTITY` and `HIGHLANDER_FENCING_TOKEN` set. The guard holds the
+//!   term's deadline and stops the command on its own when it passes, however long
+//!   `highlander` itself was paused.
+//! - Leadership lost: SIGTERM to the command's whole tree, the grace period, SIGKILL.
+//!   The grace period must end before a standby may take the lease, so it is bounded
+//!   by `lease − renew deadline − clock margin`. Then campaign again (or exit, with `--once`).
+//! - The guard dies: the command is stopped at once, then started again under a new
+//!   guard if this process still leads; it never runs unguarded.
+//! - The command exits by itself: release the lease, exit with its status.
+//! - SIGTERM, SIGINT or SIGHUP: stop the command the same way, release the lease so a
+//!   standby takes over at once, exit with the command's status.
+
+use crate::{Failure, guard, serve, tree};
+use highlander::{LeaderElector, Leadership, LockName, OpenOptions, check_identity, create_if_missing, open_with};
+use nix::{
+    sys::{
+        signal::Signal,
+        wait::{WaitPidFlag, waitpid},
+    },
+    unistd::Pid,
+};
+use std::{
+    collections::HashSet,
+    ffi::OsString,
+    net::SocketAddr,
+    os::{fd::OwnedFd, unix::process::ExitStatusExt},
+    path::PathBuf,
+    process::{ExitCode, ExitStatus, Stdio},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    process::{Child, Command},
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// `1` while the command runs under this process's leadership. Label: `lock`.
+pub(crate) const COMMAND_RUNNING: &str = "highlander_command_running";
+/// Times the command was started. Label: `lock`.
+pub(crate) const COMMAND_STARTS: &str = "highlander_command_starts_total";
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    target: crate::Target,
+    /// This candidate's identity, unique among candidates (default: HOSTNAME-PID).
+    #[arg(long)]
+    identity: Option<String>,
+    #[command(flatten)]
+    timing: crate::TimingArgs,
+    /// Between SIGTERM and SIGKILL when the command must stop (default: half of
+    /// lease − renew deadline − clock margin, the most it may be).
+    #[arg(long, value_parser = crate::duration)]
+    grace: Option<Duration>,
+    /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
+    #[arg(long)]
+    create: bool,
+    /// Exit when leadership is lost instead of campaigning again.
+    #[arg(long)]
+    once: bool,
+    /// Let the command inherit the lock store's secrets (PGPASSWORD, GITHUB_TOKEN,
+    /// ETCD_PASSWORD, AWS_SECRET_ACCESS_KEY…), which it does not get by default.
+    #[arg(long = "pass-store-secrets")]
+    pass_store_secrets: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Serve a health check at http://ADDR/healthz.
+    #[arg(long, value_name = "ADDR")]
+    health: Option<SocketAddr>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// What to start and how to stop it.
+struct Spec {
+    program: OsString,
+    args: Vec<OsString>,
+    lock: LockName,
+    identity: String,
+    grace: Duration,
+    /// The environment variables the command must not inherit.
+    withheld: Vec<&'static str>,
+    /// This executable, run again as the guard (`/proc/self/exe` survives an upgrade that replaced the file).
+    guard_exe: PathBuf,
+    /// The guards alive now: the reaper must leave them to their `Child` handles.
+    guards: Arc<Mutex<HashSet<i32>>>,
+}
+
+/// How one term's command ended.
+enum Ended {
+    /// It could not be started.
+    NotStarted(String),
+    /// It exited; `stopped` if it was stopped (leadership lost, deadline, shutdown).
+    Exited { status: ExitStatus, stopped: bool },
+}
+
+pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let lock = LockName::new(&args.target.lock).map_err(|e| e.to_string())?;
+    let identity = args.identity.unwrap_or_else(default_identity);
+    check_identity(&identity).map_err(|e| format!("--identity: {e}"))?;
+    let timing = args.timing.timing()?;
+    let window = timing.stop_window();
+    let grace = args.grace.unwrap_or(window / 2);
+    if grace > window {
+        return Err(Failure::from(format!(
+            "--grace {grace:?} must be at most lease - renew deadline - clock margin ({window:?}): the command must be gone before a standby can take the lease"
+        )));
+    }
+    let mut command = args.command.into_iter();
+    let program = command.next().ok_or("no command given after --")?;
+    // A standby whose command cannot start would say so only when it wins: say it now.
+    let resolved = resolve(&program).map_err(Failure::not_started)?;
+    let options = OpenOptions::new(timing);
+    if args.create {
+        create_if_missing(&args.target.store, &options).await.map_err(|e| e.to_string())?;
+    }
+    let store = open_with(&args.target.store, &options).await.map_err(|e| e.to_string())?;
+    let withheld = if args.pass_store_secrets { Vec::new() } else { highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec() };
+    let recorder = match args.metrics {
+        Some(_) => Some(serve::install_recorder()?),
+        None => None,
+    };
+    // Orphans of a guard that died are re-parented here, to be stopped and reaped.
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("cannot become a child subreaper: {e}"))?;
+    let guards = Arc::new(Mutex::new(HashSet::new()));
+    reap_orphans(guards.clone())?;
+
+    let guard_exe = if std::path::Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))?
+    };
+    let spec = Arc::new(Spec { program: resolved, args: command.collect(), lock: lock.clone(), identity: identity.clone(), grace, withheld, guard_exe, guards });
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
+        .timing(timing)
+        .recampaign(!args.once)
+        // Room to stop the command (grace, then SIGKILL) before the lease is released.
+        .drain_timeout(grace + Duration::from_secs(2))
+        .on_started_leading(move |leadership| supervise(spec.clone(), leadership, ended_tx.clone()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    serve::start(args.metrics, args.health, recorder, elector.health(), elector.subscribe()).await?;
+    info!(lock = %lock, identity = %identity, store = %store, "campaigning");
+
+    let watch = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot watch for {name}: {e}"));
+    let (mut terminate, mut interrupt, mut hangup) =
+        (watch(SignalKind::terminate(), "SIGTERM")?, watch(SignalKind::interrupt(), "SIGINT")?, watch(SignalKind::hangup(), "SIGHUP")?);
+    let shutdown = CancellationToken::new();
+    let mut election = elector.spawn(shutdown.clone());
+    let mut last: Option<Ended> = None;
+    let end = loop {
+        tokio::select! {
+            end = &mut election => break end,
+            _ = terminate.recv() => stop_on_signal("SIGTERM", &shutdown),
+            _ = interrupt.recv() => stop_on_signal("SIGINT", &shutdown),
+            _ = hangup.recv() => stop_on_signal("SIGHUP", &shutdown),
+            Some(ended) = ended_rx.recv() => {
+                match &ended {
+                    Ended::Exited { status, stopped: false } => {
+                        info!(lock = %lock, status = %status, "the command exited: releasing the lease");
+                        shutdown.cancel();
+                    }
+                    Ended::NotStarted(why) => {
+                        error!(lock = %lock, error = %why, "the command could not be started: releasing the lease");
+                        shutdown.cancel();
+                    }
+                    Ended::Exited { stopped: true, .. } => {}
+                }
+                last = Some(ended);
+            }
+        }
+    };
+    while let Ok(ended) = ended_rx.try_recv() {
+        last = Some(ended);
+    }
+    let end = end.map_err(|e| format!("the election task failed: {e}"))?;
+    info!(lock = %lock, identity = %identity, ?end, "stopped");
+    if let highlander::ElectionEnd::Failed { error } = &end {
+        return Err(format!("lock {lock:?}: giving up: {error}").into());
+    }
+    match last {
+        None => Ok(ExitCode::SUCCESS),
+        Some(Ended::NotStarted(why)) => Err(Failure::not_started(why)),
+        Some(Ended::Exited { status, .. }) => Ok(ExitCode::from(exit_code(status))),
+    }
+}
+
+fn stop_on_signal(name: &str, shutdown: &CancellationToken) {
+    if shutdown.is_cancelled() {
+        return;
+    }
+    info!(signal = name, "stopping the command and releasing the lease");
+    shutdown.cancel();
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> u8 {
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1);
+    u8::try_from(code).unwrap_or(1)
+}
+
+fn default_identity() -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty() && check_identity(h).is_ok());
+    format!("{}-{}", host.as_deref().unwrap_or("unknown-host"), std::process::id())
+}
+
+/// The program as the guard will run it: a path that exists and is executable, or a
+/// name found on `PATH`; why not, otherwise.
+fn resolve(program: &OsString) -> Result<OsString, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = program.to_string_lossy().escape_debug().to_string();
+    let runnable = |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let path = std::path::Path::new(program);
+    if path.components().count() > 1 || program.to_string_lossy().contains('/') {
+        return if runnable(path) { Ok(program.clone()) } else { Err(format!("cannot run \"{shown}\": no such executable file")) };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    match std::env::split_paths(&search).map(|dir| dir.join(path)).find(|p| runnable(p)) {
+        Some(found) => Ok(found.into_os_string()),
+        None => Err(format!("cannot run \"{shown}\": not found on PATH")),
+    }
+}
+
+/// Reaps processes re-parented to this one (the orphans of a guard that died) as
+/// they exit, leaving the guards to their own handles: as a container's first
+/// process, highlander must not collect zombies.
+fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
+    let mut children = signal(SignalKind::child()).map_err(|e| format!("cannot watch for SIGCHLD: {e}"))?;
+    tokio::spawn(async move {
+        while children.recv().await.is_some() {
+            let me = std::process::id();
+            let Ok(entries) = std::fs::read_dir("/proc") else { continue };
+            for entry in entries.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+                let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+                let mut fields = rest.split_whitespace();
+                let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
+                if state == Some("Z") && ppid == Some(me) && !guards.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid) {
+                    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The leader's work: run the command until it exits or leadership ends, under a
+/// guard that knows the current deadline; a new guard if one dies while we lead.
+async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::UnboundedSender<Ended>) {
+    let labels = [("lock", spec.lock.to_string())];
+    let outcome = loop {
+        let mut term = match Guarded::start(&spec, &leadership).await {
+            Ok(term) => term,
+            Err(Start::NotStarted(why)) => break Ended::NotStarted(why),
+            Err(Start::Expired) => break Ended::Exited { status: ExitStatus::from_raw(0), stopped: true },
+        };
+        metrics::counter!(COMMAND_STARTS, &labels).increment(1);
+        metrics::gauge!(COMMAND_RUNNING, &labels).set(1.0);
+        let watched = term.watch(&spec, &leadership).await;
+        metrics::gauge!(COMMAND_RUNNING, &labels).set(0.0);
+        match watched {
+            Watched::Exited { status, stopped } => {
+                info!(lock = %spec.lock, pid = term.pid, %status, stopped, "the command ended");
+                break Ended::Exited { status, stopped };
+            }
+            Watched::GuardDied => {
+                error!(lock = %spec.lock, pid = term.pid, "the guard process died: stopping the command, which must not run unguarded");
+                let status = term.stop_unguarded(&spec, &leadership).await;
+                if leadership.is_valid() {
+                    warn!(lock = %spec.lock, "still leading: starting the command again under a new guard");
+                    continue;
+                }
+                break Ended::Exited { status, stopped: true };
+            }
+        }
+    };
+    let _ = ended.send(outcome);
+}
+
+enum Start {
+    NotStarted(String),
+    /// The term's deadline passed before the command could start.
+    Expired,
+}
+
+enum Watched {
+    Exited { status: ExitStatus, stopped: bool },
+    GuardDied,
+}
+
+/// A command running under its guard.
+struct Guarded {
+    guard: Child,
+    guard_pid: i32,
+    pid: i32,
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    guards: Arc<Mutex<HashSet<i32>>>,
+}
+
+fn nanos(d: Duration) -> u128 {
+    d.as_nanos()
+}
+
+fn deadline_line(leadership: &Leadership) -> String {
+    let d = leadership.deadlines();
+    format!("deadline {} {}\n", nanos(d.valid_until.boottime), nanos(d.kill_by.boottime))
+}
+
+impl Guarded {
+    async fn start(spec: &Spec, leadership: &Leadership) -> Result<Self, Start> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Start::NotStarted(format!("cannot make the guard's socket: {e}")))?;
+        let mut command = Command::new(&spec.guard_exe);
+        command
+            .arg(guard::ARG)
+            .arg("--")
+            .arg(&spec.program)
+            .args(&spec.args)
+            .env("HIGHLANDER_LOCK", spec.lock.as_str())
+            .env("HIGHLANDER_IDENTITY", &spec.identity)
+            .env("HIGHLANDER_FENCING_TOKEN", leadership.fencing_token().to_string())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .process_group(0)
+            .kill_on_drop(false);
+        for var in &spec.withheld {
+            command.env_remove(var);
+        }
+        let guard = command.spawn().map_err(|e| Start::NotStarted(format!("cannot start the guard process: {e}")))?;
+        let guard_pid = guard.id().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| Start::NotStarted("the guard exited at once".into()))?;
+        spec.guards.lock().unwrap_or_else(PoisonError::into_inner).insert(guard_pid);
+        ours.set_nonblocking(true).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
+        let stream = UnixStream::from_std(ours).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
+        let (reader, writer) = stream.into_split();
+        let mut term = Self { guard, guard_pid, pid: 0, lines: BufReader::new(reader).lines(), writer, guards: spec.guards.clone() };
+        let hello = format!("{}start\n", deadline_line(leadership));
+        if let Err(e) = term.writer.write_all(hello.as_bytes()).await {
+            term.abandon().await;
+            return Err(Start::NotStarted(format!("cannot hand the command to its guard: {e}")));
+        }
+        match term.lines.next_line().await {
+            Ok(Some(line)) if line.starts_with("started ") => {
+                term.pid = line["started ".len()..].trim().parse().unwrap_or(0);
+                info!(lock = %spec.lock, identity = %spec.identity, fencing_token = %leadership.fencing_token(), pid = term.pid, guard = guard_pid, program = %spec.program.to_string_lossy(), "started the command");
+                Ok(term)
+            }
+            Ok(Some(line)) if line == "expired" => {
+                term.abandon().await;
+                Err(Start::Expired)
+            }
+            Ok(Some(line)) if line.starts_with("failed ") => {
+                term.abandon().await;
+                Err(Start::NotStarted(line["failed ".len()..].to_string()))
+            }
+            other => {
+                term.abandon().await;
+                Err(Start::NotStarted(format!("the guard did not start the command: {other:?}")))
+            }
+        }
+    }
+
+    async fn abandon(&mut self) {
+        let _ = self.guard.wait().await;
+        self.guards.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.guard_pid);
+    }
+
+    fn group(&self) -> Option<Pid> {
+        (self.pid > 1).then(|| Pid::from_raw(self.pid))
+    }
+
+    /// Until the command has ended (and the guard reported it) or the guard died.
+    async fn watch(&mut self, spec: &Spec, leadership: &Leadership) -> Watched {
+        let mut deadlines = leadership.deadline_changes();
+        let mut stopping: Option<tokio::time::Instant> = None;
+        let mut stopped = false;
+        loop {
+            let kill_at = async {
+                match stopping {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                line = self.lines.next_line() => match line {
+                    Ok(Some(line)) if line == "expired" => {
+                        warn!(lock = %spec.lock, pid = self.pid, "the renewal deadline passed: the guard stopped the command on its own");
+                        stopped = true;
+                    }
+                    Ok(Some(line)) if line.starts_with("exited ") => {
+                        let status = parse_exit(&line);
+                        self.abandon().await;
+                        return Watched::Exited { status, stopped: stopped || !leadership.is_valid() };
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        self.abandon().await;
+                        return Watched::GuardDied;
+                    }
+                },
+                changed = deadlines.changed(), if stopping.is_none() => {
+                    if changed.is_ok() && !leadership.deadlines().valid_until.has_passed() {
+                        // A guard that cannot be told its new deadline stops the command at the old one.
+                        let _ = self.writer.write_all(deadline_line(leadership).as_bytes()).await;
+                    }
+                }
+                () = leadership.lost(), if stopping.is_none() => {
+                    info!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "leadership ended: stopping the command (SIGTERM)");
+                    stopped = true;
+                    let _ = self.writer.write_all(format!("stop {}\n", nanos(spec.grace)).as_bytes()).await;
+                    // Our own enforcement too, in case the guard is stuck: SIGTERM now,
+                    // SIGKILL when the grace (bounded by the kill-by time) is over.
+                    tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGTERM);
+                    let kill_by = leadership.deadlines().kill_by.remaining();
+                    stopping = Some(tokio::time::Instant::now() + spec.grace.min(kill_by));
+                }
+                () = kill_at => {
+                    warn!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
+                    tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGKILL);
+                    stopping = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The guard is gone; its orphans are ours now (we are a subreaper). SIGTERM to
+    /// all of them, the grace period (bounded by the kill-by time), SIGKILL.
+    async fn stop_unguarded(&mut self, spec: &Spec, leadership: &Leadership) -> ExitStatus {
+        let me = Pid::this();
+        tree::signal_tree(me, self.group(), Signal::SIGTERM);
+        let until = tokio::time::Instant::now() + spec.grace.min(leadership.deadlines().kill_by.remaining());
+        while tokio::time::Instant::now() < until && !tree::descendants(me).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..500 {
+            if tree::signal_tree(me, self.group(), Signal::SIGKILL) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The exit status went to the dead guard; SIGTERM is what it was sent.
+        ExitStatus::from_raw(Signal::SIGTERM as i32)
+    }
+}
+
+/// `exited code N` or `exited signal N`, as the shell would see it.
+fn parse_exit(line: &str) -> ExitStatus {
+    let mut words = line.split_whitespace().skip(1);
+    match (words.next(), words.next().and_then(|n| n.parse::<i32>().ok())) {
+        (Some("code"), Some(code)) => ExitStatus::from_raw((code & 0xff) << 8),
+        (Some("signal"), Some(signal)) => ExitStatus::from_raw(signal & 0x7f),
+        _ => ExitStatus::from_raw(1 << 8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)), 128 + 15, "killed by SIGTERM");
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 128 + 9, "killed by SIGKILL");
+        assert_eq!(exit_code(parse_exit("exited code 7")), 7);
+        assert_eq!(exit_code(parse_exit("exited signal 9")), 137);
+        assert_eq!(exit_code(parse_exit("exited garbage")), 1);
+    }
+
+    #[test]
+    fn the_default_identity_is_unique_per_process() {
+        let id = default_identity();
+        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+        assert!(id.len() > format!("-{}", std::process::id()).len(), "a host name too: {id}");
+        assert!(check_identity(&id).is_ok());
+    }
+
+    #[test]
+    fn programs_are_resolved_before_campaigning() {
+        assert!(resolve(&OsString::from("sh")).is_ok_and(|p| p.to_string_lossy().ends_with("/sh")));
+        assert!(resolve(&OsString::from("/bin/sh")).is_ok());
+        let err = resolve(&OsString::from("no-such-program-highlander")).expect_err("not on PATH");
+        assert!(err.contains("not found on PATH"), "{err}");
+        let err = resolve(&OsString::from("/etc/hostname")).expect_err("not executable");
+        assert!(err.contains("no such executable"), "{err}");
+    }
+}

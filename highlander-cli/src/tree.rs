@@ -1,0 +1,82 @@
+//! Process trees, read from `/proc`: every descendant of a process, however it left
+//! its process group or session (`setsid`, double forks). With the root a child
+//! subreaper (`PR_SET_CHILD_SUBREAPER`), orphans are re-parented to it, so they stay
+//! in its tree and can be found and stopped.
+
+use nix::{
+    errno::Errno,
+    sys::signal::{Signal, kill, killpg},
+    unistd::Pid,
+};
+use std::collections::HashMap;
+
+/// The live (not zombie) descendants of `root`, parents before children.
+pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command name, which is in parentheses and may hold anything.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let Some(ppid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if state != "Z" && state != "X" {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root.as_raw()];
+    while let Some(parent) = queue.pop() {
+        for &child in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+            found.push(Pid::from_raw(child));
+            queue.push(child);
+        }
+    }
+    found
+}
+
+/// Sends `signal` to the process group `group` (if any) and to every descendant of
+/// `root` (`root` itself excluded). Returns how many descendants there were.
+pub(crate) fn signal_tree(root: Pid, group: Option<Pid>, signal: Signal) -> usize {
+    if let Some(g) = group.filter(|g| g.as_raw() > 1) {
+        let _ = killpg(g, signal);
+    }
+    let all = descendants(root);
+    for pid in &all {
+        // Gone in between: fine.
+        let _ = kill(*pid, signal).or_else(|e| if e == Errno::ESRCH { Ok(()) } else { Err(e) });
+    }
+    all.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn a_setsid_grandchild_is_still_a_descendant() {
+        // sh starts a child in a session of its own, which starts a grandchild, then waits.
+        let mut child = Command::new("sh")
+            .args(["-c", "setsid sh -c 'sleep 30 & wait' & wait"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sh starts");
+        let root = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            seen = descendants(root);
+            if seen.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(seen.len(), 2, "the setsid child and its grandchild: {seen:?}");
+        assert_eq!(signal_tree(root, None, Signal::SIGKILL), 2);
+        let status = child.wait().expect("sh exits once its children are gone");
+        assert!(status.success() || status.code().is_some(), "{status:?}");
+        assert!(descendants(root).is_empty());
+    }
+}
