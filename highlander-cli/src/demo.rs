@@ -48,7 +48,9 @@ pub(crate) async fn demo(args: Args) -> Result<(), String> {
             highlander::demo::run(&script, || open_with(&url, &options)).await.map(drop)
         }
         None => {
-            let emulator = Emulator::start(EmulatorConfig::default()).await.map_err(|e| format!("cannot start the gist emulator on 127.0.0.1: {e}"))?;
+            let emulator = Emulator::start(EmulatorConfig::default())
+                .await
+                .map_err(|e| format!("cannot start the gist emulator on 127.0.0.1: {e}"))?;
             let gist = emulator.control().create_gist("highlander", &[("README.md", "Highlander demo leases")]);
             announce(&format!("a GitHub gist API emulator at {} (gist {gist})", emulator.url()), &script);
             let connect = || {

@@ -160,8 +160,8 @@ fn run() -> Result<(), String> {
     mask.add(Signal::SIGCHLD);
     mask.thread_block().map_err(|e| format!("cannot block SIGCHLD: {e}"))?;
     let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
-    let timer = TimerFd::new(ClockId::CLOCK_BOOTTIME, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)
-        .map_err(|e| format!("timerfd: {e}"))?;
+    let timer =
+        TimerFd::new(ClockId::CLOCK_BOOTTIME, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC).map_err(|e| format!("timerfd: {e}"))?;
     let mut control = Control { buffer: Vec::new(), closed: false };
 
     // The deadlines first, then `start`.

@@ -126,7 +126,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         create_if_missing(&args.target.store, &options).await.map_err(|e| e.to_string())?;
     }
     let store = open_with(&args.target.store, &options).await.map_err(|e| e.to_string())?;
-    let withheld = if args.pass_store_secrets { Vec::new() } else { highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec() };
+    let withheld =
+        if args.pass_store_secrets { Vec::new() } else { highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec() };
     let recorder = match args.metrics {
         Some(_) => Some(serve::install_recorder()?),
         None => None,
@@ -141,7 +142,16 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     } else {
         std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))?
     };
-    let spec = Arc::new(Spec { program: resolved, args: command.collect(), lock: lock.clone(), identity: identity.clone(), grace, withheld, guard_exe, guards });
+    let spec = Arc::new(Spec {
+        program: resolved,
+        args: command.collect(),
+        lock: lock.clone(),
+        identity: identity.clone(),
+        grace,
+        withheld,
+        guard_exe,
+        guards,
+    });
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
         .timing(timing)
@@ -322,7 +332,8 @@ fn deadline_line(leadership: &Leadership) -> String {
 
 impl Guarded {
     async fn start(spec: &Spec, leadership: &Leadership) -> Result<Self, Start> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Start::NotStarted(format!("cannot make the guard's socket: {e}")))?;
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| Start::NotStarted(format!("cannot make the guard's socket: {e}")))?;
         let mut command = Command::new(&spec.guard_exe);
         command
             .arg(guard::ARG)
@@ -339,7 +350,8 @@ impl Guarded {
             command.env_remove(var);
         }
         let guard = command.spawn().map_err(|e| Start::NotStarted(format!("cannot start the guard process: {e}")))?;
-        let guard_pid = guard.id().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| Start::NotStarted("the guard exited at once".into()))?;
+        let guard_pid =
+            guard.id().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| Start::NotStarted("the guard exited at once".into()))?;
         spec.guards.lock().unwrap_or_else(PoisonError::into_inner).insert(guard_pid);
         ours.set_nonblocking(true).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
         let stream = UnixStream::from_std(ours).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
@@ -493,7 +505,10 @@ mod tests {
         assert!(resolve(&OsString::from("/bin/sh")).is_ok());
         let err = resolve(&OsString::from("no-such-program-highlander")).expect_err("not on PATH");
         assert!(err.contains("not found on PATH"), "{err}");
-        let err = resolve(&OsString::from("/etc/hostname")).expect_err("not executable");
+        let plain = std::env::temp_dir().join(format!("highlander-not-executable-{}", std::process::id()));
+        std::fs::write(&plain, "#!/bin/sh\n").expect("write");
+        let err = resolve(&plain.clone().into_os_string()).expect_err("not executable");
         assert!(err.contains("no such executable"), "{err}");
+        let _ = std::fs::remove_file(plain);
     }
 }

@@ -75,7 +75,10 @@ fn healthz(check: &Health, state: &watch::Receiver<ElectionState>) -> (StatusCod
             let role = match (state.phase, state.fencing_token) {
                 (Phase::Leading, Some(token)) => format!("leading (fencing token {token})"),
                 (Phase::Stopped, _) => "stopped".to_string(),
-                _ => format!("standby (leader: {})", state.leader.as_deref().map_or_else(|| "none".to_string(), |l| highlander::Escaped(l).to_string())),
+                _ => format!(
+                    "standby (leader: {})",
+                    state.leader.as_deref().map_or_else(|| "none".to_string(), |l| highlander::Escaped(l).to_string())
+                ),
             };
             (StatusCode::OK, format!("ok: {role}\n"))
         }

@@ -1,7 +1,7 @@
 //! `highlander status`: a lock's record, once or on every change.
 
 use crate::Failure;
-use highlander::{Escaped, FencingToken, LeaseStore, LockName, OpenOptions, display::Unquoted, open_with};
+use highlander::{FencingToken, LeaseStore, LockName, OpenOptions, display::Unquoted, open_with};
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -78,7 +78,7 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool) -> Result
         .to_string());
     }
     // The holder is another process's text: escaped, so it cannot forge a line.
-    let holder = if r.is_held() { Escaped(&r.holder_identity).to_string() } else { "(none: released)".into() };
+    let holder = if r.is_held() { Unquoted(&r.holder_identity).to_string() } else { "(none: released)".into() };
     Ok(format!(
         "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {} (renewTime + lease vs this machine's clock)\ntransitions    {}\nfencing token  {}",
         Unquoted(lock.as_str()),

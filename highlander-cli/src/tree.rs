@@ -59,11 +59,8 @@ mod tests {
     #[test]
     fn a_setsid_grandchild_is_still_a_descendant() {
         // sh starts a child in a session of its own, which starts a grandchild, then waits.
-        let mut child = Command::new("sh")
-            .args(["-c", "setsid sh -c 'sleep 30 & wait' & wait"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("sh starts");
+        let mut child =
+            Command::new("sh").args(["-c", "setsid sh -c 'sleep 30 & wait' & wait"]).stdin(Stdio::null()).spawn().expect("sh starts");
         let root = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         let mut seen = Vec::new();
         for _ in 0..200 {

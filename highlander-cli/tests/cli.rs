@@ -82,7 +82,7 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let taken = taken.local_addr().expect("addr").to_string();
     for (args, expected) in [
-        (vec!["status", "--store", "redis://x", "--lock", "a"], "unknown store scheme \"redis\""),
+        (vec!["status", "--store", "redis9://x", "--lock", "a"], "unknown store scheme \"redis9\""),
         (vec!["status", "--store", "localhost:5432", "--lock", "a"], "SCHEME://"),
         (vec!["demo", "--lease", "soon"], "invalid duration \"soon\""),
         (vec!["status", "--store", "memory://x", "--lock", "bad\nname"], "control character"),
@@ -90,17 +90,42 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         (vec!["status", "--store", "gist://abc?retry=10s", "--lock", "a"], "GITHUB_TOKEN"),
         (vec!["run", "--store", "memory://x", "--lock", "a"], "required arguments were not provided"),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--retry-period", "soon", "--", "true"], "invalid duration \"soon\""),
-        (vec!["run", "--store", "memory://x", "--lock", "a", "--grace", "5s", "--", "true"], "--grace 5s must be shorter"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--grace", "5s", "--", "true"], "--grace 5s must be at most"),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "10s", "--", "true"], "must be greater than renew deadline"),
         (vec!["run", "--store", unreachable.as_str(), "--lock", "a", "--", "true"], "unavailable"),
         (vec!["run", "--store", "mysql://x", "--lock", "a", "--", "true"], "unknown store scheme \"mysql\""),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--health", taken.as_str(), "--", "true"], "cannot listen on"),
         (vec!["conformance", "--store", "memory://x", "--check", "nope"], "no conformance check is called \"nope\""),
         (vec!["conformance", "--store", unreachable.as_str()], "unavailable"),
+        // Durations: bounded, checked, never a panic.
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "10000000000000000000s", "--", "true"], "longer than 86400s"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "100000000000000000000s", "--", "true"], "longer than 86400s"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "100000s", "--", "true"], "longer than 86400s"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--retry-period", "1ms", "--", "true"], "must be at least 100ms"),
+        (vec!["status", "--store", "gist://abc?retry=100000000000000000000s", "--lock", "a"], "longer than 86400s"),
+        // Identities are checked like lock names: no forged lines.
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--identity", "eve\nholder mallory", "--", "true"], "control character"),
+        (vec!["run", "--store", "memory://x", "--lock", "a", "--identity", "\u{1b}[2J", "--", "true"], "control character"),
+        (vec!["demo", "--candidates", "a,a"], "appears twice"),
+        // URL parameters: unknown ones and repeats are named, on every scheme.
+        (vec!["status", "--store", "postgres://u:hunter2@h/db?tabel=x", "--lock", "a"], "do not take parameter \"tabel\""),
+        (vec!["status", "--store", "postgres://u:hunter2@h/db?table=a&table=b", "--lock", "a"], "parameter table is given twice"),
+        (vec!["status", "--store", "postgres://u:hunter2@h:port/db", "--lock", "a"], "the port is not a number"),
+        (vec!["status", "--store", "etcd://h:2379/p?tls=true&tls=false", "--lock", "a"], "given twice"),
+        (vec!["status", "--store", "s3://bucket?regoin=x", "--lock", "a"], "do not take parameter \"regoin\""),
+        (vec!["status", "--store", "gist://abc?apii=x", "--lock", "a"], "do not take parameter \"apii\""),
+        (vec!["status", "--store", "dynamodb://table?colour=red", "--lock", "a"], "do not take parameter \"colour\""),
+        // Credentials inside other URLs are refused without being echoed.
+        (vec!["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"], "must not carry a user or password"),
+        (vec!["status", "--store", "s3://bucket?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"], "must not carry a user or password"),
+        (vec!["status", "--store", "gist://abc?api=http://user:hunter2@127.0.0.1:1", "--lock", "a"], "must not carry a user or password"),
+        (vec!["status", "--store", "etcd://ops:hunter2host:2379/p", "--lock", "a"], "host 1"),
+        (vec!["status", "--store", "etcd://ops:hunter2@127.0.0.1:1/p", "--lock", "a"], "unavailable"),
     ] {
         let out = highlander(&args, None);
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("hunter2"), "{args:?}: the password leaked: {stderr}");
@@ -113,7 +138,8 @@ fn a_command_that_cannot_start_exits_127_and_says_why() {
     assert_eq!(out.status.code(), Some(127));
     let stderr = text(&out.stderr);
     let last = stderr.trim_end().lines().last().unwrap_or_default();
-    assert!(last.starts_with("highlander: cannot start \"/nonexistent/command\""), "{stderr}");
+    assert_eq!(last, "highlander: cannot run \"/nonexistent/command\": no such executable file", "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "it never campaigned: {stderr}");
 }
 
 #[test]
@@ -141,4 +167,41 @@ fn conformance_runs_the_suite_against_a_store_url_with_progress_and_the_semantic
     assert_eq!(json[0]["backend"], "memory");
     assert_eq!(json[0]["checks"][0]["name"], checks[0]);
     assert_eq!(json[0]["checks"][0]["passed"], true);
+}
+
+#[test]
+fn fatal_errors_reach_stderr_whatever_the_log_filter_and_status_json_stays_json() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+    cmd.args(["--log-format", "json", "run", "--store", "memory://x", "--lock", "a", "--", "no-such-program-highlander"]).env("RUST_LOG", "off");
+    let out = cmd.output().expect("runs");
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = text(&out.stderr);
+    let line: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("one JSON line ({e}): {stderr}"));
+    assert_eq!(line["level"], "ERROR");
+    assert!(line["fields"]["message"].as_str().is_some_and(|m| m.contains("not found on PATH")), "{line}");
+
+    let out = highlander(&["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a", "--json"], None);
+    assert!(!out.status.success());
+    let stdout = text(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("JSON on error too ({e}): {stdout}"));
+    assert!(json["error"].as_str().is_some_and(|e| e.contains("must not carry")), "{json}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_by_anyone_cannot_forge_status_lines() {
+    let lock = LockName::new("forged").expect("valid");
+    // A forged record in a gist, read through the CLI.
+    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
+    let gist = emulator.control().create_gist("highlander", &[("README.md", "leases")]);
+    let gist_store = GistStore::builder(&gist).api(emulator.url()).token("emulator-token").allow_over_budget(true).build().expect("store");
+    let rec = LeaderElectionRecord::new("eve\nholder         mallory\u{1b}[2J", 60, chrono::Utc::now());
+    gist_store.create(&lock, &rec).await.expect("create");
+    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    let out = highlander_async(&["status", "--store", &url, "--lock", "forged"], "emulator-token").await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("holder")).count(), 1, "one holder line: {stdout}");
+    assert!(stdout.contains(r"holder         eve\nholder         mallory\u{1b}[2J"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "no escape sequence reaches the terminal: {stdout:?}");
 }

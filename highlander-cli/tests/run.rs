@@ -488,11 +488,19 @@ fn a_paused_leaders_command_is_stopped_by_its_guard_before_the_standby_starts() 
     );
     assert!(alpha_last < beta_first, "alpha's command ran {:.0} ms into beta's term", -gap);
     // The guard stops it at the renew deadline after the last renewal, not whenever highlander wakes.
-    assert!(alpha_last - stopped_at <= 1_500_000_000 + 300_000_000, "alpha's command ran {:.0} ms after its highlander stopped", ms(alpha_last - stopped_at));
+    assert!(
+        alpha_last - stopped_at <= 1_500_000_000 + 300_000_000,
+        "alpha's command ran {:.0} ms after its highlander stopped",
+        ms(alpha_last - stopped_at)
+    );
     assert!(ticks(&log).iter().any(|t| t.identity == "alpha" && t.kind == "stop"), "alpha's command got SIGTERM from its guard");
     // Back from the pause, alpha knows it lost and runs nothing.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(ticks(&log).iter().filter(|t| t.identity == "alpha").all(|t| t.at_ns <= alpha_last), "alpha ran its command again:\n{}", a.logs());
+    assert!(
+        ticks(&log).iter().filter(|t| t.identity == "alpha").all(|t| t.at_ns <= alpha_last),
+        "alpha ran its command again:\n{}",
+        a.logs()
+    );
     let logs = a.logs();
     assert!(logs.contains("the guard stopped the command on its own") || logs.contains("leadership ended"), "{logs}");
     b.signal(Signal::SIGTERM);
@@ -506,10 +514,14 @@ fn a_paused_leaders_command_is_stopped_by_its_guard_before_the_standby_starts() 
 /// prevent the overlap, the test above proves nothing.)
 #[test]
 fn without_the_guards_deadline_a_paused_leaders_command_overlaps_the_next() {
-    let (_pg, log, stopped_at, _a, mut b) = pause_the_leaders_highlander("run-pause-mutant", &[("HIGHLANDER_TEST_GUARD_IGNORES_DEADLINE", "1")]);
+    let (_pg, log, stopped_at, _a, mut b) =
+        pause_the_leaders_highlander("run-pause-mutant", &[("HIGHLANDER_TEST_GUARD_IGNORES_DEADLINE", "1")]);
     let beta_first = first_tick(&log, "beta", stopped_at, Duration::from_secs(5));
     let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
-    println!("with the guard's deadline disabled: alpha's command ran {:.0} ms into beta's term", ms(alpha_last.saturating_sub(beta_first)));
+    println!(
+        "with the guard's deadline disabled: alpha's command ran {:.0} ms into beta's term",
+        ms(alpha_last.saturating_sub(beta_first))
+    );
     assert!(alpha_last > beta_first + 2_000_000_000, "the overlap the deadline prevents did not happen");
     b.signal(Signal::SIGTERM);
     b.wait(Duration::from_secs(5));
@@ -541,14 +553,20 @@ fn a_frozen_leader_resumed_command_first_stops_within_moments() {
     std::thread::sleep(Duration::from_secs(2));
     let alpha_last = last_tick(&log, "alpha").expect("alpha ticked");
     let overlap = ms(alpha_last.saturating_sub(resumed_at));
-    println!("alpha frozen 10 s, resumed command first: its command ran {overlap:.0} ms after resuming (beta had led since {:.0} ms into the freeze)", ms(beta_first - frozen_at));
+    println!(
+        "alpha frozen 10 s, resumed command first: its command ran {overlap:.0} ms after resuming (beta had led since {:.0} ms into the freeze)",
+        ms(beta_first - frozen_at)
+    );
     assert!(beta_first > frozen_at, "beta took over during the freeze");
     assert!(overlap < 500.0, "the resumed command ran {overlap:.0} ms before something stopped it");
     assert!(!a.logs().contains("renewed"), "no renewal attempt after the deadline");
     b.signal(Signal::SIGTERM);
     b.wait(Duration::from_secs(5));
     let token = |who: &str| ticks(&log).iter().find(|t| t.identity == who).map(|t| t.token).expect("ticked");
-    assert!(token("beta") > token("alpha"), "beta's term has the higher fencing token: a resource that checks it refuses alpha's late writes");
+    assert!(
+        token("beta") > token("alpha"),
+        "beta's term has the higher fencing token: a resource that checks it refuses alpha's late writes"
+    );
 }
 
 #[test]

@@ -9,6 +9,10 @@ use highlander::{OpenOptions, demo};
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let script = demo::Script { crash_after: std::time::Duration::from_secs(5), ..demo::Script::default() };
-    println!("store: memory:// (in-process); lease {:?}, renew deadline {:?}, retry period {:?}", script.timing.lease, script.timing.renew_deadline, script.timing.retry_period);
-    demo::run(&script, || highlander::open_with("memory://demo", &OpenOptions::new(script.timing))).await.map(drop)
+    println!(
+        "store: memory:// (in-process); lease {:?}, renew deadline {:?}, retry period {:?}",
+        script.timing.lease, script.timing.renew_deadline, script.timing.retry_period
+    );
+    let options = OpenOptions::new(script.timing);
+    demo::run(&script, || highlander::open_with("memory://demo", &options)).await.map(drop)
 }

@@ -130,7 +130,8 @@ impl AwsConfig {
             loader = loader.endpoint_url(endpoint);
         }
         if let Some((id, secret)) = &self.static_credentials {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(id, secret.expose(), None, None, "highlander-static"));
+            loader =
+                loader.credentials_provider(aws_credential_types::Credentials::new(id, secret.expose(), None, None, "highlander-static"));
         }
         loader = loader.timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(self.call_timeout).build());
         let shared = loader.load().await;

@@ -6,90 +6,25 @@
 //! `LOCK_TEST_DYNAMODB_ENDPOINT`, `LOCK_TEST_S3_ENDPOINT`, else containers (set `LOCK_TEST_<STORE>_IMAGE` where no registry is reachable;
 //! `eval "$(scripts/stores)"` does it).
 
-use lock_conformance::{Harness, MemoryHarness, StoreHarness, fixtures, fixtures::AwsEndpoint, report};
-use lock_core::{LeaseStore, LockName, MemoryStore};
-use lock_dynamodb::DynamoDbStore;
-use lock_etcd::EtcdStore;
-use lock_gist::{
-    GistStore,
-    emulator::{Emulator, EmulatorConfig},
-};
-use lock_postgres::PostgresStore;
-use lock_s3::S3Store;
-use std::time::Duration;
-
-async fn dynamodb(e: &AwsEndpoint) -> lock_core::Result<DynamoDbStore> {
-    DynamoDbStore::builder("highlander-leases")
-        .endpoint(&e.url)
-        .region(&e.region)
-        .static_credentials(&e.access_key_id, &e.secret_access_key)
-        .connect()
-        .await
-}
-
-async fn s3(e: &AwsEndpoint) -> lock_core::Result<S3Store> {
-    S3Store::builder("highlander-leases")
-        .endpoint(&e.url)
-        .region(&e.region)
-        .path_style(true)
-        .static_credentials(&e.access_key_id, &e.secret_access_key)
-        .connect()
-        .await
-}
-
-/// Retries `f` until it succeeds (containers take a moment), for at most a minute.
-async fn retry<F, Fut>(what: &str, f: F) -> Result<(), String>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = lock_core::Result<()>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match f().await {
-            Ok(()) => return Ok(()),
-            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(e) => return Err(format!("{what} not ready: {e}")),
-        }
-    }
-}
+use lock_conformance::{MemoryHarness, StoreHarness, fixtures, report};
+use lock_core::MemoryStore;
+use lock_gist::emulator::{Access, Emulator, EmulatorConfig, Token};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
 
-    let pg_url = fixtures::postgres_url().await?;
-    let etcd_endpoints = fixtures::etcd_endpoints().await?;
-    let (ddb, s3e) = (fixtures::dynamodb_endpoint().await?, fixtures::s3_endpoint().await?);
-    retry("postgres", || async { PostgresStore::builder(&pg_url)?.build()?.ensure_schema().await }).await?;
-    retry("etcd", || async { EtcdStore::builder(&etcd_endpoints).build()?.get(&LockName::new("probe")?).await.map(drop) }).await?;
-    retry("dynamodb", || async { dynamodb(&ddb).await?.ensure_table().await }).await?;
-    retry("s3", || async { s3(&s3e).await?.ensure_bucket().await }).await?;
-
-    let postgres = Harness::new(move || {
-        let url = pg_url.clone();
-        async move { PostgresStore::builder(&url)?.build() }
-    });
-    let etcd = Harness::new(move || {
-        let endpoints = etcd_endpoints.clone();
-        async move { EtcdStore::builder(&endpoints).build() }
-    });
-    let dynamodb = Harness::new(move || {
-        let e = ddb.clone();
-        async move { dynamodb(&e).await }
-    });
-    let s3 = Harness::new(move || {
-        let e = s3e.clone();
-        async move { s3(&e).await }
-    });
-
-    // The gist store runs against the in-process GitHub gist API emulator.
-    let emulator = std::sync::Arc::new(Emulator::start(EmulatorConfig::default()).await?);
+    // Every store by URL, through its backend, as `highlander conformance` opens it.
+    let postgres = fixtures::harness(&lock_postgres::BACKEND, fixtures::postgres_url().await).await;
+    let etcd = fixtures::harness(&lock_etcd::BACKEND, fixtures::etcd_url().await).await;
+    let dynamodb = fixtures::harness(&lock_dynamodb::BACKEND, fixtures::dynamodb_url().await).await;
+    let s3 = fixtures::harness(&lock_s3::BACKEND, fixtures::s3_url().await).await;
+    // The gist store runs against the in-process GitHub gist API emulator, with GITHUB_TOKEN's token.
+    let token = fixtures::env("GITHUB_TOKEN").ok_or("set GITHUB_TOKEN (any value: the emulator accepts it)")?;
+    let emulator = Emulator::start(EmulatorConfig { tokens: vec![Token::new(token, "highlander", Access::Write)], port: 0 }).await?;
     let gist_id = emulator.control().create_gist("highlander", &[("README.md", "Highlander leases")]);
-    let gist = Harness::new(move || {
-        let (emulator, id) = (emulator.clone(), gist_id.clone());
-        async move { GistStore::builder(id).api(emulator.url()).token("emulator-token").allow_over_budget(true).build() }
-    });
+    let gist = fixtures::harness(&lock_gist::BACKEND, Ok(format!("gist://{gist_id}?api={}&allow_over_budget=true", emulator.url()))).await;
 
     let backends: Vec<(&str, Box<dyn StoreHarness>)> = vec![
         ("memory", Box::new(MemoryHarness::new())),

@@ -57,7 +57,7 @@ pub use backend::{Backend, MemoryBackend, OpenOptions};
 pub use clock::Stamp;
 pub use display::{Escaped, redact_userinfo};
 pub use elector::{
-    ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, LeaseDeadlines, Leadership, Phase, Timing, Unhealthy,
+    ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, LeaseDeadlines, Phase, Timing, Unhealthy,
     check_identity,
 };
 pub use error::{BoxError, Error, Result, error_chain};
@@ -65,8 +65,8 @@ pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;
 pub use record::{FencingToken, LeaderElectionRecord};
-pub use url::{Params, StoreUrl, parse_duration};
 pub use store::{Capabilities, Changes, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, encode_record};
+pub use url::{Params, StoreUrl, parse_duration};
 
 /// Re-exported so stores and users name the same trait-macro version.
 pub use async_trait::async_trait;

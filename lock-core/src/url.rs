@@ -333,7 +333,13 @@ mod tests {
         assert_eq!(host_port("x", 0, "db:6543", 5432).expect("ok"), ("db".into(), 6543));
         assert_eq!(host_port("x", 0, "[::1]:5", 5432).expect("ok"), ("::1".into(), 5));
         assert_eq!(host_port("x", 0, "db", 5432).expect("ok"), ("db".into(), 5432));
-        for (bad, why) in [("db:abc", "port is not a number"), ("db:0", "port"), ("db:99999", "port"), ("ops:hunter2host:2379", "port"), ("us er:pw@x", "not HOST")] {
+        for (bad, why) in [
+            ("db:abc", "port is not a number"),
+            ("db:0", "port"),
+            ("db:99999", "port"),
+            ("ops:hunter2host:2379", "port"),
+            ("us er:pw@x", "not HOST"),
+        ] {
             let e = host_port("x", 1, bad, 1).expect_err(bad).to_string();
             assert!(e.contains(why) && e.contains("host 2") && !e.contains("hunter2"), "{bad}: {e}");
         }
@@ -341,7 +347,8 @@ mod tests {
 
     #[test]
     fn durations_take_units_and_stay_bounded() {
-        for (text, ms) in [("15s", 15_000), ("500ms", 500), ("2m", 120_000), ("1h", 3_600_000), ("1.5s", 1_500), ("7", 7_000), (".5s", 500)] {
+        for (text, ms) in [("15s", 15_000), ("500ms", 500), ("2m", 120_000), ("1h", 3_600_000), ("1.5s", 1_500), ("7", 7_000), (".5s", 500)]
+        {
             assert_eq!(parse_duration(text).expect(text), Duration::from_millis(ms), "{text}");
         }
         for bad in ["", "s", "10x", "-1s", "ten", "1.2.3s", "1e3s"] {

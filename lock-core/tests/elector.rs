@@ -2,8 +2,8 @@
 //! safety under faults, fencing tokens, last-writer-wins stores, corrupt records.
 
 use lock_core::{
-    CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, Leadership,
-    LeaseStore, LockName, MemoryStore, Phase, elector::metrics as names,
+    CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector,
+    Leadership, LeaseStore, LockName, MemoryStore, Phase, elector::metrics as names,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::{

@@ -80,9 +80,9 @@ where
         },
         (Class::Transient, _) => Error::Unavailable { store: text, source: message.into() },
         // A request DynamoDB refuses as malformed, e.g. a key attribute that is not the table's key.
-        (Class::Other, _) if message.contains("ValidationException") => Error::Config(format!(
-            "{text}: {message} (is the key= attribute the table's partition key? see the lock-dynamodb README)"
-        )),
+        (Class::Other, _) if message.contains("ValidationException") => {
+            Error::Config(format!("{text}: {message} (is the key= attribute the table's partition key? see the lock-dynamodb README)"))
+        }
         _ => Error::Backend { store: text, source: message.into() },
     }
 }

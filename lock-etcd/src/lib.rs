@@ -93,7 +93,10 @@ impl EtcdStoreBuilder {
             b = b.prefix(if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") });
         }
         let user = match url.user() {
-            Some(u) => Some((u.to_string(), url.password().map(str::to_string).or_else(|| std::env::var("ETCD_PASSWORD").ok()).unwrap_or_default())),
+            Some(u) => Some((
+                u.to_string(),
+                url.password().map(str::to_string).or_else(|| std::env::var("ETCD_PASSWORD").ok()).unwrap_or_default(),
+            )),
             None => std::env::var("ETCD_USERNAME")
                 .ok()
                 .filter(|u| !u.is_empty())
@@ -104,7 +107,8 @@ impl EtcdStoreBuilder {
         }
         if tls {
             let read = |what: &str, path: &str| {
-                std::fs::read(path).map_err(|e| Error::Config(format!("etcd TLS for {}: cannot read the {what} {path:?}: {e}", endpoints.join(","))))
+                std::fs::read(path)
+                    .map_err(|e| Error::Config(format!("etcd TLS for {}: cannot read the {what} {path:?}: {e}", endpoints.join(","))))
             };
             let mut options = TlsOptions::new();
             if let Some(ca) = ca {

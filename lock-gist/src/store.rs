@@ -149,7 +149,10 @@ impl GistStoreBuilder {
     /// Checks the settings and the write budget, and builds the store.
     pub fn build(self) -> Result<GistStore> {
         if self.gist_id.is_empty() || self.gist_id.len() > 64 || !self.gist_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::Config(format!("gist id {} must be the hexadecimal id from the gist's URL", lock_core::Escaped(&self.gist_id))));
+            return Err(Error::Config(format!(
+                "gist id {} must be the hexadecimal id from the gist's URL",
+                lock_core::Escaped(&self.gist_id)
+            )));
         }
         let Some((scheme, rest)) = self.api.split_once("://") else {
             return Err(Error::Config(format!("gist {}: the api URL must be http:// or https://", self.gist_id)));
@@ -294,7 +297,8 @@ impl GistStore {
         }
         let response = errors::check(self, Some(lock), &self.inner.gate, response).await?;
         let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let gist: Value = response.json().await.map_err(|e| Error::Backend { store: self.to_string(), source: lock_core::error_chain(&e).into() })?;
+        let gist: Value =
+            response.json().await.map_err(|e| Error::Backend { store: self.to_string(), source: lock_core::error_chain(&e).into() })?;
         *self.cache() = etag.map(|e| (e, gist.clone()));
         Ok(gist)
     }

@@ -154,7 +154,9 @@ impl PostgresStoreBuilder {
                 builder.config.ssl_mode(SslMode::Require)
             }
             Some(_) => {
-                return Err(Error::Config(format!("{scheme}:// parameter sslmode must be disable, prefer, require, verify-ca or verify-full")));
+                return Err(Error::Config(format!(
+                    "{scheme}:// parameter sslmode must be disable, prefer, require, verify-ca or verify-full"
+                )));
             }
         };
         match p.take("sslrootcert") {

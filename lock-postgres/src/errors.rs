@@ -52,12 +52,14 @@ pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_
             detail: format!("{message} (grant SELECT, INSERT, UPDATE on the lease table; see the lock-postgres README)"),
         },
         "42P01" => Error::Config(format!(
-            "{text}: the lease table does not exist{on_lock}; create it with --create (highlander) or ensure_schema(), or run the SQL from the lock-postgres README"
+            "{text}: the lease table does not exist{on_lock} ({message}); create it with --create (highlander) or ensure_schema(), or run the SQL from the lock-postgres README"
         )),
         "3F000" => Error::Config(format!("{text}: the schema does not exist: {message}")),
         "3D000" => Error::Config(format!("{text}: {message}")),
         // A pooler that refuses a startup parameter (PgBouncer: "unsupported startup parameter").
-        "08P01" if message.contains("startup parameter") => Error::Config(format!("{text}: the server or pooler refused the connection: {message}")),
+        "08P01" if message.contains("startup parameter") => {
+            Error::Config(format!("{text}: the server or pooler refused the connection: {message}"))
+        }
         "25006" => Error::Unavailable {
             store: text,
             source: format!("the server is read-only (a standby, e.g. during failover): {message}").into(),

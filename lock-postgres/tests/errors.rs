@@ -90,6 +90,59 @@ async fn an_unreachable_server_is_unavailable() {
     let err = store.get(&lock()).await.expect_err("nothing listens there");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains(&format!("127.0.0.1:{port}/db")), "{err}");
+    // The cause, not just "error connecting to server".
+    assert!(err.to_string().contains("Connection refused"), "{err}");
+}
+
+#[tokio::test]
+async fn server_errors_say_what_the_server_said_not_db_error() {
+    let url = admin_url().await;
+    let store = PostgresStore::builder(&url).expect("url").schema("no_such_schema").build().expect("builds");
+    let err = store.get(&lock()).await.expect_err("no such schema");
+    let text = err.to_string();
+    assert!(matches!(err, Error::Config(_)) && text.contains("no_such_schema") && !text.contains("db error"), "{text}");
+    let err = store.ensure_schema().await.expect_err("cannot create a table in a missing schema");
+    assert!(err.to_string().contains("schema \"no_such_schema\" does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn a_row_changed_behind_the_stores_back_is_never_overwritten() {
+    // Another writer changes the record but not the version column: the row's xmin
+    // still moves, so the compare-and-set fails and the change is reported, not overwritten.
+    let url = admin_url().await;
+    let store = PostgresStore::builder(&url).expect("url").build().expect("builds");
+    let lock = lock_conformance::unique_lock("bypass");
+    let v1 = store.create(&lock, &record()).await.expect("create");
+    let admin = admin(&url).await;
+    admin
+        .execute("UPDATE highlander_leases SET record = 'garbage' WHERE name = $1", &[&lock.as_str()])
+        .await
+        .expect("a write that bypasses the store");
+    let err = store.update(&lock, &v1, &record()).await.expect_err("the version the store issued is stale now");
+    assert!(err.is_conflict(), "{err:?}");
+    let err = store.get(&lock).await.expect_err("garbage");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    let row = admin.query_one("SELECT record FROM highlander_leases WHERE name = $1", &[&lock.as_str()]).await.expect("row");
+    assert_eq!(row.get::<_, String>(0), "garbage", "left untouched");
+
+    // The same with an elector renewing: it steps down instead of writing over it.
+    let lock = lock_conformance::unique_lock("bypass-elector");
+    let elector = lock_core::LeaderElector::builder(store.clone(), lock.clone(), "stalin")
+        .lease_duration(std::time::Duration::from_secs(2))
+        .renew_deadline(std::time::Duration::from_millis(1500))
+        .retry_period(std::time::Duration::from_millis(300))
+        .build()
+        .expect("config");
+    let mut state = elector.subscribe();
+    let task = elector.spawn(tokio_util::sync::CancellationToken::new());
+    state.wait_for(lock_core::ElectionState::is_leader).await.expect("leads");
+    admin.execute("UPDATE highlander_leases SET record = 'garbage' WHERE name = $1", &[&lock.as_str()]).await.expect("bypass");
+    tokio::time::timeout(std::time::Duration::from_secs(5), state.wait_for(|s| !s.is_leader())).await.expect("stepped down").expect("alive");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let row = admin.query_one("SELECT record FROM highlander_leases WHERE name = $1", &[&lock.as_str()]).await.expect("row");
+    assert_eq!(row.get::<_, String>(0), "garbage", "the leader never overwrote it");
+    assert!(state.borrow().last_error.as_deref().is_some_and(|e| e.contains("corrupt")), "{:?}", state.borrow());
+    task.abort();
 }
 
 #[test]

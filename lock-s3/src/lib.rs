@@ -243,8 +243,12 @@ impl S3Store {
             Err(e) => return Err(errors::map(self, Some(lock), errors::Operation::Get, e)),
         };
         let etag = out.e_tag().map(str::to_string);
-        let body =
-            out.body.collect().await.map_err(|e| Error::Unavailable { store: self.to_string(), source: e.to_string().into() })?.into_bytes();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Unavailable { store: self.to_string(), source: e.to_string().into() })?
+            .into_bytes();
         let etag = etag.ok_or_else(|| Error::Backend { store: self.to_string(), source: "GetObject returned no ETag".into() })?;
         Ok(Some((body, etag)))
     }

@@ -127,9 +127,8 @@ pub async fn update_with_current_version_succeeds(h: &dyn StoreHarness) -> Check
     let v3 = store.update(&lock, &v2, &sample("c")).await?;
     ensure!(v3 != v2 && v3 != v1, "versions repeat: {v1}, {v2}, {v3}");
     if store.capabilities().monotonic_versions {
-        let n = |v: &Version| {
-            v.ordinal().ok_or_else(|| Failure(format!("{store} claims monotonic versions but version {v} has no ordinal")))
-        };
+        let n =
+            |v: &Version| v.ordinal().ok_or_else(|| Failure(format!("{store} claims monotonic versions but version {v} has no ordinal")));
         ensure!(n(&v1)? < n(&v2)? && n(&v2)? < n(&v3)?, "{store} claims monotonic versions but wrote {v1}, {v2}, {v3}");
     }
     Ok(Observation::default())

@@ -11,7 +11,7 @@ pub use config::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, ElectorBuilder, ElectorConfig, JITTER_FACTOR, MAX_IDENTITY_LEN,
     MAX_LEASE_DURATION, MIN_RETRY_PERIOD, Timing, check_identity,
 };
-pub use state::{ElectionState, Health, LeaseDeadlines, Leadership, Phase, Unhealthy};
+pub use state::{ElectionState, Health, Leadership, LeaseDeadlines, Phase, Unhealthy};
 
 use crate::{
     clock::{self, Stamp},
@@ -380,7 +380,9 @@ impl<'a> Campaign<'a> {
                     self.wrote(rec, v);
                     return Step::Held;
                 }
-                Err(e) => debug!(lock = %lock, identity = %Escaped(&me), error = %e, "optimistic renewal failed, falling back to the slow path"),
+                Err(e) => {
+                    debug!(lock = %lock, identity = %Escaped(&me), error = %e, "optimistic renewal failed, falling back to the slow path")
+                }
             }
         }
         if self.leading {

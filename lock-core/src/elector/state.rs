@@ -78,12 +78,7 @@ pub struct LeaseDeadlines {
 impl LeaseDeadlines {
     pub(super) fn from_renewal(renewed: Stamp, timing: &crate::Timing) -> Self {
         let takeover = renewed.after(timing.lease);
-        Self {
-            renewed,
-            valid_until: renewed.after(timing.renew_deadline),
-            takeover,
-            kill_by: takeover.before(timing.clock_margin()),
-        }
+        Self { renewed, valid_until: renewed.after(timing.renew_deadline), takeover, kill_by: takeover.before(timing.clock_margin()) }
     }
 }
 

@@ -5,6 +5,7 @@ use lock_core::StoreUrl;
 use lock_dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
 /// The fixture's URL, once the table exists.
+#[allow(dead_code, reason = "not every test binary uses it")]
 pub(crate) async fn ready() -> String {
     let url = fixtures::dynamodb_url().await.unwrap_or_else(|e| panic!("no DynamoDB to test against: {e}"));
     fixtures::ready(&lock_dynamodb::BACKEND, &url).await.unwrap_or_else(|e| panic!("DynamoDB: {e}"));

@@ -36,7 +36,8 @@ pub(crate) fn store(emulator: &Emulator, gist: &str, token: &str) -> lock_core::
 #[allow(dead_code, reason = "not every test binary uses it")]
 pub(crate) async fn harness() -> lock_conformance::Harness<lock_conformance::Connect> {
     let env = |k: &str| lock_conformance::fixtures::env(k);
-    let token = env("GITHUB_TOKEN").unwrap_or_else(|| panic!("GITHUB_TOKEN is not set: the gist store reads its token there (scripts/test sets a test one)"));
+    let token = env("GITHUB_TOKEN")
+        .unwrap_or_else(|| panic!("GITHUB_TOKEN is not set: the gist store reads its token there (scripts/test sets a test one)"));
     let (api, gist, emulator) = match (env("LOCK_TEST_GIST_API"), env("LOCK_TEST_GIST_ID")) {
         (Some(api), Some(gist)) => (api, gist, None),
         (None, None) => {
