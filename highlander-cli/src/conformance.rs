@@ -3,7 +3,7 @@
 
 use highlander::{OpenOptions, StoreUrl, create_if_missing};
 use lock_conformance::{CHECKS, Harness, StoreHarness, report};
-use std::{io::Write as _, process::ExitCode, time::Duration};
+use std::{io::Write as _, process::ExitCode};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -14,15 +14,10 @@ pub(crate) struct Args {
     /// Run only this check (repeatable; default: all).
     #[arg(long = "check", value_name = "NAME")]
     checks: Vec<String>,
-    /// Lease duration for the elector checks (slow stores need longer).
-    #[arg(long, default_value = "2s", value_parser = crate::duration)]
-    lease: Duration,
-    /// Renew deadline for the elector checks.
-    #[arg(long = "renew-deadline", default_value = "1500ms", value_parser = crate::duration)]
-    renew_deadline: Duration,
-    /// Retry period for the elector checks.
-    #[arg(long = "retry-period", default_value = "300ms", value_parser = crate::duration)]
-    retry_period: Duration,
+    /// Durations for the elector checks (the suite's defaults: lease 2s, renew deadline
+    /// 1500ms, retry period 300ms; slow stores need longer).
+    #[command(flatten)]
+    timing: crate::TimingArgs,
     /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
     #[arg(long)]
     create: bool,
@@ -38,7 +33,7 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
         let names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
         return Err(format!("no conformance check is called {}; the checks are: {}", highlander::Escaped(unknown), names.join(", ")));
     }
-    let timing = crate::TimingArgs { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period }.timing()?;
+    let timing = args.timing.with_defaults(lock_conformance::SUITE_TIMING)?;
     if args.create {
         create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
     }

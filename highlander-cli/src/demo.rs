@@ -13,15 +13,9 @@ pub(crate) struct Args {
     /// Comma-separated candidate identities (all different).
     #[arg(long, default_value = "napoleon,cleopatra,stalin", value_delimiter = ',')]
     candidates: Vec<String>,
-    /// Lease duration (whole seconds).
-    #[arg(long, default_value = "6s", value_parser = crate::duration)]
-    lease: Duration,
-    /// Renew deadline.
-    #[arg(long = "renew-deadline", default_value = "4s", value_parser = crate::duration)]
-    renew_deadline: Duration,
-    /// Retry period.
-    #[arg(long = "retry-period", default_value = "1s", value_parser = crate::duration)]
-    retry_period: Duration,
+    /// The electors' durations (the demo's defaults: lease 6s, renew deadline 4s, retry period 1s).
+    #[command(flatten)]
+    timing: crate::TimingArgs,
     /// How long the first leader leads before it crashes.
     #[arg(long = "crash-after", default_value = "10s", value_parser = crate::duration)]
     crash_after: Duration,
@@ -34,7 +28,7 @@ pub(crate) struct Args {
 const EMULATOR_TOKEN: &str = "emulator-token";
 
 pub(crate) async fn demo(args: Args) -> Result<(), String> {
-    let timing = crate::TimingArgs { lease: args.lease, renew_deadline: args.renew_deadline, retry_period: args.retry_period }.timing()?;
+    let timing = args.timing.with_defaults(Script::default().timing)?;
     let script = Script { candidates: args.candidates, timing, crash_after: args.crash_after, lock: args.lock };
     let options = OpenOptions::new(timing);
     match args.store {

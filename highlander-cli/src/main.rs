@@ -76,24 +76,33 @@ pub(crate) struct Target {
     lock: String,
 }
 
-/// The elector's durations, client-go's defaults unless given.
+/// The elector's durations; lock-core's defaults (client-go's) for any not given.
 #[derive(clap::Args, Clone, Copy)]
 pub(crate) struct TimingArgs {
-    /// Lease duration (whole seconds).
-    #[arg(long, default_value = "15s", value_parser = duration)]
-    lease: Duration,
-    /// How long the leader keeps trying to renew before it steps down.
-    #[arg(long = "renew-deadline", default_value = "10s", value_parser = duration)]
-    renew_deadline: Duration,
-    /// How often to try to acquire or renew.
-    #[arg(long = "retry-period", default_value = "2s", value_parser = duration)]
-    retry_period: Duration,
+    /// Lease duration, whole seconds (default: client-go's, 15s).
+    #[arg(long, value_parser = duration)]
+    lease: Option<Duration>,
+    /// How long the leader keeps trying to renew before it steps down (default 10s).
+    #[arg(long = "renew-deadline", value_parser = duration)]
+    renew_deadline: Option<Duration>,
+    /// How often to try to acquire or renew (default 2s).
+    #[arg(long = "retry-period", value_parser = duration)]
+    retry_period: Option<Duration>,
 }
 
 impl TimingArgs {
-    /// The durations, checked by lock-core's rules.
+    /// The durations given, the defaults for the rest, checked by lock-core's rules.
     pub(crate) fn timing(self) -> Result<Timing, String> {
-        let t = Timing { lease: self.lease, renew_deadline: self.renew_deadline, retry_period: self.retry_period };
+        Self::with_defaults(self, Timing::DEFAULT)
+    }
+
+    /// As [`timing`](Self::timing), with other defaults (the demo's, the suite's).
+    pub(crate) fn with_defaults(self, defaults: Timing) -> Result<Timing, String> {
+        let t = Timing {
+            lease: self.lease.unwrap_or(defaults.lease),
+            renew_deadline: self.renew_deadline.unwrap_or(defaults.renew_deadline),
+            retry_period: self.retry_period.unwrap_or(defaults.retry_period),
+        };
         t.check()?;
         Ok(t)
     }

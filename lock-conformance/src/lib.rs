@@ -103,3 +103,9 @@ macro_rules! conformance_tests {
         $crate::__for_each_check!($crate::__emit_tests, $harness);
     };
 }
+
+/// `docs/new-backend.md`, whose code blocks run as this crate's doctests: following
+/// the guide must work.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/new-backend.md")]
+pub struct NewBackendGuide;

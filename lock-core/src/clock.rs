@@ -19,12 +19,17 @@ use tokio::time::Instant;
 pub fn boottime() -> Duration {
     #[cfg(target_os = "linux")]
     {
-        if let Ok(ts) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
-            return Duration::from(ts);
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+            return Duration::new(secs, nanos);
         }
     }
+    #[cfg(not(target_os = "linux"))]
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed()
+    #[cfg(not(target_os = "linux"))]
+    return START.get_or_init(std::time::Instant::now).elapsed();
+    #[cfg(target_os = "linux")]
+    Duration::ZERO
 }
 
 /// One moment on both clocks.
