@@ -116,8 +116,14 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         (vec!["status", "--store", "gist://abc?apii=x", "--lock", "a"], "do not take parameter \"apii\""),
         (vec!["status", "--store", "dynamodb://table?colour=red", "--lock", "a"], "do not take parameter \"colour\""),
         // Credentials inside other URLs are refused without being echoed.
-        (vec!["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"], "must not carry a user or password"),
-        (vec!["status", "--store", "s3://bucket?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"], "must not carry a user or password"),
+        (
+            vec!["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"],
+            "must not carry a user or password",
+        ),
+        (
+            vec!["status", "--store", "s3://bucket?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a"],
+            "must not carry a user or password",
+        ),
         (vec!["status", "--store", "gist://abc?api=http://user:hunter2@127.0.0.1:1", "--lock", "a"], "must not carry a user or password"),
         (vec!["status", "--store", "etcd://ops:hunter2host:2379/p", "--lock", "a"], "host 1"),
         (vec!["status", "--store", "etcd://ops:hunter2@127.0.0.1:1/p", "--lock", "a"], "unavailable"),
@@ -172,7 +178,8 @@ fn conformance_runs_the_suite_against_a_store_url_with_progress_and_the_semantic
 #[test]
 fn fatal_errors_reach_stderr_whatever_the_log_filter_and_status_json_stays_json() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
-    cmd.args(["--log-format", "json", "run", "--store", "memory://x", "--lock", "a", "--", "no-such-program-highlander"]).env("RUST_LOG", "off");
+    cmd.args(["--log-format", "json", "run", "--store", "memory://x", "--lock", "a", "--", "no-such-program-highlander"])
+        .env("RUST_LOG", "off");
     let out = cmd.output().expect("runs");
     assert_eq!(out.status.code(), Some(127));
     let stderr = text(&out.stderr);
@@ -180,7 +187,10 @@ fn fatal_errors_reach_stderr_whatever_the_log_filter_and_status_json_stays_json(
     assert_eq!(line["level"], "ERROR");
     assert!(line["fields"]["message"].as_str().is_some_and(|m| m.contains("not found on PATH")), "{line}");
 
-    let out = highlander(&["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a", "--json"], None);
+    let out = highlander(
+        &["status", "--store", "dynamodb://tbl?endpoint=http://user:hunter2@127.0.0.1:1&region=us-east-1", "--lock", "a", "--json"],
+        None,
+    );
     assert!(!out.status.success());
     let stdout = text(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("JSON on error too ({e}): {stdout}"));

@@ -228,3 +228,40 @@ mod tests {
         assert!(c.check("t").expect_err("bad region").to_string().contains("not an AWS region"));
     }
 }
+
+/// The setters every AWS store builder has, written once: expand inside the builder's
+/// `impl` block; the builder keeps its [`AwsConfig`] in a field named `aws`.
+#[macro_export]
+macro_rules! builder_methods {
+    () => {
+        /// The region (default: from the AWS configuration chain).
+        pub fn region(mut self, region: impl Into<String>) -> Self {
+            self.aws.set_region(region);
+            self
+        }
+
+        /// An endpoint override (an emulator, a VPC endpoint, an S3-compatible store).
+        pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+            self.aws.set_endpoint(url);
+            self
+        }
+
+        /// Static credentials instead of the default chain (for emulators and tests).
+        pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+            self.aws.set_static_credentials(access_key_id, secret_access_key);
+            self
+        }
+
+        /// The bound on each request, retries included (default 5 s).
+        pub fn call_timeout(mut self, d: std::time::Duration) -> Self {
+            self.aws.set_call_timeout(d);
+            self
+        }
+
+        /// Follows an elector's settings: no request outlives its call timeout.
+        pub fn options(mut self, options: &lock_core::OpenOptions) -> Self {
+            self.aws.set_call_timeout(options.call_timeout);
+            self
+        }
+    };
+}

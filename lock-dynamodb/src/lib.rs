@@ -75,39 +75,11 @@ impl DynamoDbStoreBuilder {
         Ok(b)
     }
 
-    /// Follows an elector's settings: no request outlives its call timeout.
-    pub fn options(mut self, options: &OpenOptions) -> Self {
-        self.aws.set_call_timeout(options.call_timeout);
-        self
-    }
+    lock_aws::builder_methods!();
 
     /// The partition-key attribute name (default `lock_name`).
     pub fn key_attribute(mut self, name: impl Into<String>) -> Self {
         self.key_attribute = name.into();
-        self
-    }
-
-    /// The region (default: from the AWS configuration chain).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws.set_region(region);
-        self
-    }
-
-    /// An endpoint override (DynamoDB Local, moto, a VPC endpoint).
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.aws.set_endpoint(url);
-        self
-    }
-
-    /// Static credentials instead of the default chain (for emulators and tests).
-    pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
-        self.aws.set_static_credentials(access_key_id, secret_access_key);
-        self
-    }
-
-    /// The bound on each request, retries included (default 5 s).
-    pub fn call_timeout(mut self, d: Duration) -> Self {
-        self.aws.set_call_timeout(d);
         self
     }
 

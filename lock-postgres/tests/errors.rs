@@ -137,7 +137,10 @@ async fn a_row_changed_behind_the_stores_back_is_never_overwritten() {
     let task = elector.spawn(tokio_util::sync::CancellationToken::new());
     state.wait_for(lock_core::ElectionState::is_leader).await.expect("leads");
     admin.execute("UPDATE highlander_leases SET record = 'garbage' WHERE name = $1", &[&lock.as_str()]).await.expect("bypass");
-    tokio::time::timeout(std::time::Duration::from_secs(5), state.wait_for(|s| !s.is_leader())).await.expect("stepped down").expect("alive");
+    tokio::time::timeout(std::time::Duration::from_secs(5), state.wait_for(|s| !s.is_leader()))
+        .await
+        .expect("stepped down")
+        .expect("alive");
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let row = admin.query_one("SELECT record FROM highlander_leases WHERE name = $1", &[&lock.as_str()]).await.expect("row");
     assert_eq!(row.get::<_, String>(0), "garbage", "the leader never overwrote it");

@@ -27,7 +27,7 @@ use lock_core::{
     Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
     encode_record,
 };
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
 pub use errors::{S3Outcome, classify};
 
@@ -65,11 +65,7 @@ impl S3StoreBuilder {
         Ok(b)
     }
 
-    /// Follows an elector's settings: no request outlives its call timeout.
-    pub fn options(mut self, options: &OpenOptions) -> Self {
-        self.aws.set_call_timeout(options.call_timeout);
-        self
-    }
+    lock_aws::builder_methods!();
 
     /// Object keys are `prefix + lock name` (default `highlander/leases/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -77,33 +73,9 @@ impl S3StoreBuilder {
         self
     }
 
-    /// The region (default: from the AWS configuration chain).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.aws.set_region(region);
-        self
-    }
-
-    /// An endpoint override, for S3-compatible stores and emulators.
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.aws.set_endpoint(url);
-        self
-    }
-
     /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
     pub fn path_style(mut self, yes: bool) -> Self {
         self.path_style = yes;
-        self
-    }
-
-    /// Static credentials instead of the default chain (for emulators and tests).
-    pub fn static_credentials(mut self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
-        self.aws.set_static_credentials(access_key_id, secret_access_key);
-        self
-    }
-
-    /// The bound on each request, retries included (default 5 s).
-    pub fn call_timeout(mut self, d: Duration) -> Self {
-        self.aws.set_call_timeout(d);
         self
     }
 

@@ -1,23 +1,19 @@
-//! One candidate on a s3 lock: leads, renews, and releases on Ctrl-C.
+//! One candidate on any store, by URL: leads, renews, and releases on Ctrl-C.
 //!
-//! `cargo run -p lock-s3 --example s3_elect -- BUCKET [identity] [endpoint]`
-//! (credentials and region from the standard AWS chain). Start it twice to watch a standby.
+//! `cargo run -p highlander --example elect -- STORE_URL [IDENTITY]`, e.g.
+//! `postgres://app@127.0.0.1:5432/db` (password in PGPASSWORD), `etcd://127.0.0.1:2379/team`,
+//! `dynamodb://leases?region=eu-west-1`, `s3://bucket/leases/`. Start it twice to watch a standby.
 
-use lock_core::{LeaderElector, LockName};
-use lock_s3::S3Store;
+use highlander::{LeaderElector, LockName, OpenOptions};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let target = args.next().ok_or("usage: s3_elect BUCKET [IDENTITY] [ENDPOINT]")?;
+    let url = args.next().ok_or("usage: elect STORE_URL [IDENTITY]")?;
     let identity = args.next().unwrap_or_else(|| format!("candidate-{}", std::process::id()));
-    let mut builder = S3Store::builder(&target).path_style(true);
-    if let Some(endpoint) = args.next() {
-        builder = builder.endpoint(endpoint);
-    }
-    let store = builder.connect().await?;
-    store.ensure_bucket().await?;
+    highlander::create_if_missing(&url, &OpenOptions::default()).await?;
+    let store = highlander::open(&url).await?;
     println!("campaigning as {identity} on {store}");
     let elector = LeaderElector::builder(store, LockName::new("example")?, identity)
         .on_started_leading(|l| async move {
@@ -25,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             l.lost().await;
             println!("no longer leading");
         })
-        .on_new_leader(|who| println!("All hail {who}"))
+        .on_new_leader(|who| println!("All hail {}", highlander::display::Unquoted(who)))
         .build()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
