@@ -207,28 +207,6 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_with_credentials_are_refused_without_echoing_them() {
-        let mut c = AwsConfig::default();
-        c.set_endpoint("http://user:hunter2@127.0.0.1:8000");
-        let e = c.check("dynamodb table t").expect_err("credentials in the endpoint").to_string();
-        assert!(e.contains("must not carry a user or password") && !e.contains("hunter2"), "{e}");
-        for bad in ["127.0.0.1:8000", "ftp://h", "http://", "http:///path"] {
-            c.set_endpoint(bad);
-            assert!(c.check("t").is_err(), "{bad}");
-        }
-        c.set_endpoint("http://127.0.0.1:8000/base");
-        c.check("t").expect("fine");
-        assert_eq!(c.describe(), " at http://127.0.0.1:8000/base");
-        c.set_region("eu west");
-        assert!(c.check("t").expect_err("bad region").to_string().contains("not an AWS region"));
-    }
-}
-
 /// The setters every AWS store builder has, written once: expand inside the builder's
 /// `impl` block; the builder keeps its [`AwsConfig`] in a field named `aws`.
 #[macro_export]
@@ -264,4 +242,26 @@ macro_rules! builder_methods {
             self
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_with_credentials_are_refused_without_echoing_them() {
+        let mut c = AwsConfig::default();
+        c.set_endpoint("http://user:hunter2@127.0.0.1:8000");
+        let e = c.check("dynamodb table t").expect_err("credentials in the endpoint").to_string();
+        assert!(e.contains("must not carry a user or password") && !e.contains("hunter2"), "{e}");
+        for bad in ["127.0.0.1:8000", "ftp://h", "http://", "http:///path"] {
+            c.set_endpoint(bad);
+            assert!(c.check("t").is_err(), "{bad}");
+        }
+        c.set_endpoint("http://127.0.0.1:8000/base");
+        c.check("t").expect("fine");
+        assert_eq!(c.describe(), " at http://127.0.0.1:8000/base");
+        c.set_region("eu west");
+        assert!(c.check("t").expect_err("bad region").to_string().contains("not an AWS region"));
+    }
 }
