@@ -7,6 +7,7 @@
 //! - `highlander status`: a lock's record.
 //! - `highlander conformance --store URL`: the shared suite against a running store.
 
+mod chaos;
 mod conformance;
 mod demo;
 mod guard;
@@ -63,6 +64,11 @@ enum Command {
     Status(status::Args),
     /// Runs the shared conformance suite against a running store and prints its semantics.
     Conformance(conformance::Args),
+    /// Real `highlander run` candidates on one lock under real faults (kill, pause,
+    /// freeze, partition, outage, release), and an oracle that counts overlapping
+    /// commands and fencing-token regressions from what the commands recorded. Exits
+    /// non-zero on any overlap or regression.
+    Chaos(chaos::Args),
 }
 
 /// The store and the lock a command works on.
@@ -117,6 +123,9 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == guard::ARG) {
         return guard::main();
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == chaos::recorder::ARG) {
+        return chaos::recorder::main();
+    }
     let json = std::env::args_os().any(|a| a == "--log-format=json")
         || std::env::args_os().collect::<Vec<_>>().windows(2).any(|w| w[0] == "--log-format" && w[1] == "json");
     let cli = match Cli::try_parse() {
@@ -132,7 +141,7 @@ fn main() -> ExitCode {
     // injects faults on purpose, and the electors' warnings about them are noise.
     let default_filter = match cli.command {
         Command::Run(_) => "warn,highlander=info,lock_core=info",
-        Command::Conformance(_) => "error",
+        Command::Conformance(_) | Command::Chaos(_) => "error",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
@@ -159,6 +168,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS),
             Command::Conformance(args) => conformance::conformance(args).await.map_err(Failure::from),
+            Command::Chaos(args) => chaos::chaos(args).await,
         }
     });
     // Blocked name lookups and the like must not hold up the exit.

@@ -37,6 +37,19 @@ pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     found
 }
 
+/// The live children of `parent`.
+pub(crate) fn children(parent: Pid) -> Vec<Pid> {
+    descendants(parent)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string)))
+                .is_some_and(|ppid| ppid == parent.as_raw().to_string())
+        })
+        .collect()
+}
+
 /// Sends `signal` to the process group `group` (if any) and to every descendant of
 /// `root` (`root` itself excluded). Returns how many descendants there were.
 pub(crate) fn signal_tree(root: Pid, group: Option<Pid>, signal: Signal) -> usize {

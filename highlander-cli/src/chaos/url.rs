@@ -1,0 +1,103 @@
+//! Rewriting a store URL so every connection goes through a proxy: the hosts of the
+//! authority (Postgres, etcd, …) or the `endpoint=` / `api=` of the HTTP stores.
+
+use highlander::{StoreUrl, url::host_port};
+
+/// Where a store URL connects: the `host:port`s, and how to put proxies in their place.
+pub(crate) struct Route {
+    url: String,
+    kind: RouteKind,
+    /// The `host:port`s, in order.
+    pub(crate) targets: Vec<String>,
+}
+
+enum RouteKind {
+    /// The hosts of the authority.
+    Authority { start: usize, end: usize },
+    /// The host of an HTTP URL in a parameter.
+    Param { start: usize, end: usize },
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    Some(match scheme {
+        "postgres" | "postgresql" => 5432,
+        "etcd" => 2379,
+        "redis" | "rediss" => 6379,
+        "zookeeper" => 2181,
+        _ => return None,
+    })
+}
+
+impl Route {
+    /// Finds the network addresses of `url`, or says why chaos cannot put itself in between.
+    pub(crate) fn of(url: &str) -> Result<Self, String> {
+        let parsed = StoreUrl::parse(url).map_err(|e| e.to_string())?;
+        let scheme = parsed.scheme().to_string();
+        let after_scheme = url.find("://").map(|i| i + 3).ok_or("not a URL")?;
+        if let Some(port) = default_port(&scheme) {
+            let rest = &url[after_scheme..];
+            let end = after_scheme + rest.find(['/', '?']).unwrap_or(rest.len());
+            let start = url[after_scheme..end].rfind('@').map_or(after_scheme, |i| after_scheme + i + 1);
+            let mut targets = Vec::new();
+            for (i, host) in parsed.hosts().iter().enumerate() {
+                let (name, port) = host_port(&scheme, i, host, port).map_err(|e| e.to_string())?;
+                targets.push(format!("{name}:{port}"));
+            }
+            return Ok(Self { url: url.to_string(), kind: RouteKind::Authority { start, end }, targets });
+        }
+        for key in ["endpoint=", "api="] {
+            let Some(at) = url.find(&format!("?{key}")).or_else(|| url.find(&format!("&{key}"))) else { continue };
+            let value_start = at + 1 + key.len();
+            let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
+            let value = &url[value_start..value_end];
+            let Some(scheme_end) = value.find("://") else { break };
+            let host_start = value_start + scheme_end + 3;
+            let host_end = url[host_start..value_end].find(['/', '?']).map_or(value_end, |i| host_start + i);
+            let host = &url[host_start..host_end];
+            let port = if value.starts_with("https") { 443 } else { 80 };
+            let (name, port) = host_port(&scheme, 0, host, port).map_err(|e| e.to_string())?;
+            return Ok(Self {
+                url: url.to_string(),
+                kind: RouteKind::Param { start: host_start, end: host_end },
+                targets: vec![format!("{name}:{port}")],
+            });
+        }
+        Err(format!(
+            "chaos reaches the store through a proxy of its own, and cannot find where {scheme}:// URLs connect (give a host, or endpoint= / api=); memory:// lives in one process and cannot be shared by candidates"
+        ))
+    }
+
+    /// The URL with each target replaced by the address at the same place in `proxies`.
+    pub(crate) fn through(&self, proxies: &[std::net::SocketAddr]) -> String {
+        let (start, end) = match self.kind {
+            RouteKind::Authority { start, end } | RouteKind::Param { start, end } => (start, end),
+        };
+        let hosts: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+        format!("{}{}{}", &self.url[..start], hosts.join(","), &self.url[end..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn hosts_and_endpoints_are_replaced_by_proxies() {
+        let r = Route::of("postgres://app:pw@db1:6543,db2/ops?table=t").expect("route");
+        assert_eq!(r.targets, ["db1:6543", "db2:5432"]);
+        assert_eq!(r.through(&[addr(1), addr(2)]), "postgres://app:pw@127.0.0.1:1,127.0.0.1:2/ops?table=t");
+        let r = Route::of("etcd://10.0.0.1:2379/team").expect("route");
+        assert_eq!(r.through(&[addr(9)]), "etcd://127.0.0.1:9/team");
+        let r = Route::of("dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:5000").expect("route");
+        assert_eq!(r.targets, ["127.0.0.1:5000"]);
+        assert_eq!(r.through(&[addr(7)]), "dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:7");
+        let r = Route::of("gist://abc?api=http://127.0.0.1:8080/api&allow_over_budget=true").expect("route");
+        assert_eq!(r.through(&[addr(3)]), "gist://abc?api=http://127.0.0.1:3/api&allow_over_budget=true");
+        assert!(Route::of("memory://x").is_err());
+        assert!(Route::of("s3://bucket").is_err(), "no endpoint: AWS itself, which chaos cannot stand in front of");
+    }
+}
