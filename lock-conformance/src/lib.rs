@@ -19,6 +19,7 @@
 //! believed they won. A claim is checked, not trusted.
 
 pub mod checks;
+pub mod fencing;
 #[cfg(feature = "containers")]
 pub mod fixtures;
 pub mod harness;
@@ -109,3 +110,8 @@ macro_rules! conformance_tests {
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/new-backend.md")]
 pub struct NewBackendGuide;
+
+/// `docs/fencing.md`, whose Rust examples compile as this crate's doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/fencing.md")]
+pub struct FencingGuide;

@@ -53,6 +53,8 @@ pub struct BackendReport {
     pub monotonic_versions: bool,
     /// Whether standbys are notified of changes.
     pub watch: bool,
+    /// Whether the store offers fenced writes (the term checked in the write's own transaction).
+    pub fenced_writes: bool,
     /// The largest record the store holds, if limited.
     pub max_record_bytes: Option<usize>,
     /// Every check.
@@ -175,6 +177,7 @@ pub async fn run_selected(
         },
         monotonic_versions: caps.as_ref().is_some_and(|c| c.monotonic_versions),
         watch: caps.as_ref().is_some_and(|c| c.watch),
+        fenced_writes: caps.as_ref().is_some_and(|c| c.fenced_writes),
         max_record_bytes: caps.and_then(|c| c.max_record_bytes),
         checks,
         get: lat.map(|l| l.0),
@@ -214,6 +217,13 @@ pub fn markdown(reports: &[BackendReport]) -> String {
             return "no (polling)".into();
         }
         r.figure("change_notifications_deliver_each_write", "notification_ms").map_or("yes".into(), |ms| format!("yes (≤ {ms:.1} ms)"))
+    });
+    row("fenced writes (the term checked in the write's transaction)", &|r| match (r.fenced_writes, r.backend.as_str()) {
+        (false, _) => "no: pass the fencing token to the resource".into(),
+        (true, "postgres" | "postgresql") => "yes: `fenced_transaction` (row lock `FOR SHARE`)".into(),
+        (true, "etcd") => "yes: `fenced_txn` (compare on the term)".into(),
+        (true, "dynamodb") => "yes: `fenced_write` (`ConditionCheck`)".into(),
+        (true, _) => "yes".into(),
     });
     row("checks passed", &|r| format!("{}/{}", r.checks.iter().filter(|c| c.passed).count(), r.checks.len()));
     row("get p50 / p99 (ms)", &|r| ms(r.get));

@@ -46,6 +46,7 @@ pub mod clock;
 pub mod display;
 pub mod elector;
 pub mod error;
+pub mod fence;
 pub mod layer;
 pub mod memory;
 pub mod name;
@@ -61,6 +62,7 @@ pub use elector::{
     check_identity,
 };
 pub use error::{BoxError, Error, Result, error_chain};
+pub use fence::{Fence, FencingTerm};
 pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;

@@ -113,13 +113,22 @@ pub struct Capabilities {
     pub watch: bool,
     /// The largest record, in bytes, the store holds (`None`: no practical limit).
     pub max_record_bytes: Option<usize>,
+    /// The store can make a write of the user's commit only while the lock's record
+    /// names the writer's term, checked in the write's own transaction (see [`crate::fence`]).
+    pub fenced_writes: bool,
 }
 
 impl Capabilities {
     /// A store with atomic compare-and-set.
     #[must_use]
     pub fn atomic() -> Self {
-        Self { consistency: WriteConsistency::AtomicCompareAndSet, monotonic_versions: false, watch: false, max_record_bytes: None }
+        Self {
+            consistency: WriteConsistency::AtomicCompareAndSet,
+            monotonic_versions: false,
+            watch: false,
+            max_record_bytes: None,
+            fenced_writes: false,
+        }
     }
 
     /// A store whose last write wins.
@@ -139,6 +148,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_watch(mut self, yes: bool) -> Self {
         self.watch = yes;
+        self
+    }
+
+    /// Declares fenced writes.
+    #[must_use]
+    pub fn with_fenced_writes(mut self, yes: bool) -> Self {
+        self.fenced_writes = yes;
         self
     }
 

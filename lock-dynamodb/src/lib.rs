@@ -20,12 +20,15 @@
 
 mod errors;
 
+/// The SDK this store uses, for the items of fenced writes.
+pub use aws_sdk_dynamodb;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     Client,
     types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValuesOnConditionCheckFailure,
-        ScalarAttributeType,
+        AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType, ReturnValuesOnConditionCheckFailure,
+        ScalarAttributeType, TransactWriteItem,
     },
 };
 use bytes::Bytes;
@@ -42,6 +45,10 @@ pub const DEFAULT_KEY_ATTRIBUTE: &str = "lock_name";
 pub const RECORD_ATTRIBUTE: &str = "record";
 /// The attribute holding the version number.
 pub const VERSION_ATTRIBUTE: &str = "version";
+/// The attribute holding the record's holder, for fenced writes' `ConditionCheck`.
+pub const HOLDER_ATTRIBUTE: &str = "holder";
+/// The attribute holding the record's fencing token, for fenced writes' `ConditionCheck`.
+pub const TOKEN_ATTRIBUTE: &str = "fencing_token";
 /// DynamoDB's item size limit is 400 KB; records are far smaller.
 const MAX_RECORD_BYTES: usize = 350 * 1024;
 
@@ -94,10 +101,10 @@ impl DynamoDbStoreBuilder {
         if self.key_attribute.is_empty()
             || self.key_attribute.len() > 255
             || self.key_attribute.chars().any(char::is_control)
-            || [RECORD_ATTRIBUTE, VERSION_ATTRIBUTE].contains(&self.key_attribute.as_str())
+            || [RECORD_ATTRIBUTE, VERSION_ATTRIBUTE, HOLDER_ATTRIBUTE, TOKEN_ATTRIBUTE].contains(&self.key_attribute.as_str())
         {
             return Err(Error::Config(format!(
-                "DynamoDB key attribute {} must be 1-255 characters and not {RECORD_ATTRIBUTE:?} or {VERSION_ATTRIBUTE:?}",
+                "DynamoDB key attribute {} must be 1-255 characters and not one the store writes ({RECORD_ATTRIBUTE:?}, {VERSION_ATTRIBUTE:?}, {HOLDER_ATTRIBUTE:?}, {TOKEN_ATTRIBUTE:?})",
                 lock_core::Escaped(&self.key_attribute)
             )));
         }
@@ -226,6 +233,66 @@ impl DynamoDbStore {
         &self.inner.table
     }
 
+    /// Writes `items` (your puts, updates, deletes and condition checks, on any tables of
+    /// this account and region) in one `TransactWriteItems` whose first item is a
+    /// `ConditionCheck` on the lock's item: all of it commits only while the lock's
+    /// record names `fence`'s term, or none of it. A [`Leadership`](lock_core::Leadership)
+    /// is first checked locally against its deadline, with no round trip. The check
+    /// compares the holder and fencing-token attributes the store writes beside every
+    /// record, so renewals never make it fail. A failed condition of your own items
+    /// comes back as [`Error::Conflict`], naming which.
+    pub async fn fenced_write(&self, fence: &impl lock_core::Fence, items: Vec<TransactWriteItem>) -> Result<()> {
+        let term = fence.term()?;
+        let lock = term.lock.clone();
+        let check = ConditionCheck::builder()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(&lock)))
+            .condition_expression("#h = :h AND #t = :t")
+            .expression_attribute_names("#h", HOLDER_ATTRIBUTE)
+            .expression_attribute_names("#t", TOKEN_ATTRIBUTE)
+            .expression_attribute_values(":h", AttributeValue::S(term.holder.clone()))
+            .expression_attribute_values(":t", AttributeValue::N(term.token.to_string()))
+            .build()
+            .map_err(|e| self.config(e))?;
+        let mut all = vec![TransactWriteItem::builder().condition_check(check).build()];
+        all.extend(items);
+        match self.inner.client.transact_write_items().set_transact_items(Some(all)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let reasons: Vec<Option<String>> = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect()
+                    }
+                    _ => return Err(errors::map(self, Some(&lock), e)),
+                };
+                let failed = |r: &Option<String>| r.as_deref().is_some_and(|c| c != "None");
+                if reasons.first().is_some_and(failed) {
+                    let now = self.get(&lock).await.ok().flatten().map(|o| o.record);
+                    return Err(term.moved(self, now.as_ref()));
+                }
+                let which: Vec<String> = reasons
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .filter(|(_, r)| failed(r))
+                    .map(|(i, r)| format!("item {} ({})", i, r.as_deref().unwrap_or("?")))
+                    .collect();
+                if which.is_empty() {
+                    Err(Error::Unavailable {
+                        store: self.to_string(),
+                        source: format!("the transaction was cancelled: {}", lock_aws::message(&e)).into(),
+                    })
+                } else {
+                    // The term held; a condition of the caller's own items did not.
+                    Err(Error::Backend {
+                        store: self.to_string(),
+                        source: format!("fenced write of lock {lock:?} cancelled: your {}", which.join(", ")).into(),
+                    })
+                }
+            }
+        }
+    }
+
     fn config(&self, e: impl fmt::Display) -> Error {
         Error::Config(format!("{self}: {e}"))
     }
@@ -267,11 +334,22 @@ impl DynamoDbStore {
         Ok(out.item)
     }
 
-    async fn put(&self, lock: &LockName, raw: &Bytes, version: i64, condition: &str, expected: Option<i64>) -> Result<Version> {
-        let text = std::str::from_utf8(raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
+    async fn put(
+        &self,
+        lock: &LockName,
+        rec: &LeaderElectionRecord,
+        version: i64,
+        condition: &str,
+        expected: Option<i64>,
+    ) -> Result<Version> {
+        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
+        let text = std::str::from_utf8(&raw).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))?;
         let mut item = self.key(lock);
         item.insert(RECORD_ATTRIBUTE.into(), AttributeValue::S(text.to_string()));
         item.insert(VERSION_ATTRIBUTE.into(), AttributeValue::N(version.to_string()));
+        // The term, beside the record, for fenced writes to check.
+        item.insert(HOLDER_ATTRIBUTE.into(), AttributeValue::S(rec.holder_identity.clone()));
+        item.insert(TOKEN_ATTRIBUTE.into(), AttributeValue::N(rec.fencing_token.map_or(0, lock_core::FencingToken::get).to_string()));
         let mut request = self
             .inner
             .client
@@ -308,12 +386,10 @@ impl LeaseStore for DynamoDbStore {
     }
 
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
-        self.put(lock, &raw, 1, "attribute_not_exists(#k)", None).await
+        self.put(lock, rec, 1, "attribute_not_exists(#k)", None).await
     }
 
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
         // A version this store never issued cannot match.
         let Ok(expected) = expected.as_str().parse::<i64>() else {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
@@ -321,11 +397,11 @@ impl LeaseStore for DynamoDbStore {
         let Some(next) = expected.checked_add(1) else {
             return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: format!("version {expected} cannot grow") });
         };
-        self.put(lock, &raw, next, "#v = :expected", Some(expected)).await
+        self.put(lock, rec, next, "#v = :expected", Some(expected)).await
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+        Capabilities::atomic().with_monotonic_versions(true).with_fenced_writes(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
     }
 }
 

@@ -22,7 +22,8 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+pub use etcd_client::{Client, Txn, TxnOp, TxnResponse};
+use etcd_client::{Compare, CompareOp, ConnectOptions, GetOptions, TxnOpResponse};
 use lock_core::{
     Backend, Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl,
     Version, encode_record, url::host_port,
@@ -248,7 +249,60 @@ impl EtcdStore {
         format!("{}{}", self.inner.settings.prefix, lock.as_str())
     }
 
-    async fn client(&self) -> Result<Client> {
+    /// The key that holds the lock's current term, `holder\ntoken`, written in the same
+    /// transaction as every record: what fenced transactions compare. Lock names hold no
+    /// control characters, so `\0term` never collides with another lock's key.
+    fn term_key(&self, lock: &LockName) -> String {
+        format!("{}{}\0term", self.inner.settings.prefix, lock.as_str())
+    }
+
+    fn term_value(holder: &str, token: Option<lock_core::FencingToken>) -> String {
+        format!("{holder}\n{}", token.map_or_else(String::new, |t| t.to_string()))
+    }
+
+    /// Runs `txn` (your compares and operations, in this cluster) only while the lock's
+    /// record names `fence`'s term, in one etcd transaction: the term is compared in an
+    /// outer transaction and `txn` runs nested in it, so nothing of it applies once the
+    /// lease has moved. A [`Leadership`](lock_core::Leadership) is first checked locally
+    /// against its deadline, with no round trip. Returns your transaction's response
+    /// (its `succeeded()` says whether *your* compares held), or [`Error::Fenced`].
+    ///
+    /// The term is kept under a key of its own beside the record; renewals rewrite it
+    /// unchanged, so they never make a fenced transaction fail. Writers that bypass
+    /// Highlander (a client-go elector, a raw `put`) do not update it: fencing holds
+    /// among Highlander candidates, as fencing tokens do.
+    pub async fn fenced_txn(&self, fence: &impl lock_core::Fence, txn: Txn) -> Result<TxnResponse> {
+        let term = fence.term()?;
+        let lock = term.lock.clone();
+        let outer = Txn::new()
+            .when([Compare::value(self.term_key(&lock), CompareOp::Equal, Self::term_value(&term.holder, Some(term.token)))])
+            .and_then([TxnOp::txn(txn)])
+            .or_else([TxnOp::get(self.key(&lock), None)]);
+        let mut kv = self.client().await?.kv_client();
+        let resp = kv.txn(outer).await.map_err(|e| self.error(Some(&lock), e))?;
+        if resp.succeeded() {
+            return resp
+                .op_responses()
+                .into_iter()
+                .find_map(|r| match r {
+                    TxnOpResponse::Txn(inner) => Some(inner),
+                    _ => None,
+                })
+                .ok_or_else(|| Error::Backend {
+                    store: self.to_string(),
+                    source: "etcd answered a nested transaction with no response".into(),
+                });
+        }
+        let now = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().and_then(|kv| LeaderElectionRecord::from_json(kv.value()).ok()),
+            _ => None,
+        });
+        Err(term.moved(self, now.as_ref()))
+    }
+
+    /// The etcd client (connected on first use), for operations of your own; fenced
+    /// ones go through [`fenced_txn`](Self::fenced_txn).
+    pub async fn client(&self) -> Result<Client> {
         let s = &self.inner.settings;
         let client = self
             .inner
@@ -344,8 +398,10 @@ impl LeaseStore for EtcdStore {
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
         let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
         let key = self.key(lock);
-        let txn =
-            Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(key, raw.to_vec(), None)]);
+        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([
+            TxnOp::put(key, raw.to_vec(), None),
+            TxnOp::put(self.term_key(lock), Self::term_value(&rec.holder_identity, rec.fencing_token), None),
+        ]);
         let mut kv = self.client().await?.kv_client();
         let resp = kv.txn(txn).await.map_err(|e| self.error(Some(lock), e))?;
         if !resp.succeeded() {
@@ -364,7 +420,10 @@ impl LeaseStore for EtcdStore {
         // One round trip: on a failed compare, read the key's revision to tell Conflict from NotFound.
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key.clone(), raw.to_vec(), None)])
+            .and_then([
+                TxnOp::put(key.clone(), raw.to_vec(), None),
+                TxnOp::put(self.term_key(lock), Self::term_value(&rec.holder_identity, rec.fencing_token), None),
+            ])
             .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
         let mut kv = self.client().await?.kv_client();
         let resp = kv.txn(txn).await.map_err(|e| self.error(Some(lock), e))?;
@@ -380,7 +439,11 @@ impl LeaseStore for EtcdStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_watch(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+        Capabilities::atomic()
+            .with_monotonic_versions(true)
+            .with_watch(true)
+            .with_fenced_writes(true)
+            .with_max_record_bytes(Some(MAX_RECORD_BYTES))
     }
 
     /// etcd's watch on the lock's key: every write arrives with its value and

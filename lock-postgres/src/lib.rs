@@ -24,12 +24,14 @@ mod config;
 mod errors;
 
 pub use config::{BACKEND, DEFAULT_SCHEMA, DEFAULT_TABLE, PostgresBackend, PostgresStoreBuilder};
+/// The pool and driver this store uses, for transactions of your own.
+pub use {deadpool_postgres, tokio_postgres};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lock_core::{
-    Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
+    Capabilities, Changes, Error, Fence, LeaderElectionRecord, LeaseStore, LockName, Observed, RawAccess, Result, Version, encode_record,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio_postgres::{
@@ -224,6 +226,57 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(|e| errors::pool(self, e))
     }
 
+    /// A connection from the store's pool, for transactions of your own: data in the
+    /// same database as the lock can be written under a fence ([`fenced_transaction`](Self::fenced_transaction)).
+    pub async fn connection(&self) -> Result<deadpool_postgres::Client> {
+        self.client().await
+    }
+
+    /// Begins a transaction on `client` that can commit only while the lock's record
+    /// names `fence`'s term: first (for a [`Leadership`](lock_core::Leadership)) a local
+    /// check of the term's deadline, with no round trip; then one statement that locks
+    /// the lease row `FOR SHARE` and checks its holder and fencing token. A rival's
+    /// takeover `UPDATE` of that row waits for this transaction to end, so the term
+    /// cannot move between the check and the commit: write, then `commit()`. If the term
+    /// is over, the transaction is rolled back and the error is [`Error::Fenced`].
+    ///
+    /// The elector's own renewals wait for the transaction too: keep it short (well
+    /// under the renew deadline). Renewals do not make the check fail: it compares the
+    /// holder and the token, not the row's version.
+    pub async fn fenced_transaction<'a>(
+        &self,
+        client: &'a mut deadpool_postgres::Client,
+        fence: &impl Fence,
+    ) -> Result<deadpool_postgres::Transaction<'a>> {
+        let term = fence.term()?;
+        let lock = term.lock.clone();
+        let tx = client.transaction().await.map_err(|e| self.error(Some(&lock), e))?;
+        let sql = format!("SELECT record FROM {} WHERE name = $1 FOR SHARE", self.inner.qualified);
+        let mut cancel = CancelOnDrop { token: Some(tx.cancel_token()), store: self.clone() };
+        let rows = match tokio::time::timeout(self.inner.statement_timeout, tx.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)])).await {
+            Ok(rows) => rows.map_err(|e| self.error(Some(&lock), e))?,
+            Err(_) => {
+                return Err(Error::Timeout { lock, store: self.to_string(), operation: "fence", after: self.inner.statement_timeout });
+            }
+        };
+        cancel.token = None;
+        let record = match rows.first() {
+            None => None,
+            Some(row) => {
+                let text: String = row.try_get(0).map_err(|e| errors::corrupt(self, &lock, &e))?;
+                Some(LeaderElectionRecord::from_json(text.as_bytes()).map_err(|e| Error::Corrupt {
+                    lock: lock.clone(),
+                    store: self.to_string(),
+                    detail: e.to_string(),
+                })?)
+            }
+        };
+        match record {
+            Some(rec) if term.is_named_by(&rec) => Ok(tx),
+            other => Err(term.moved(self, other.as_ref())),
+        }
+    }
+
     fn error(&self, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
         errors::postgres(self, lock, e)
     }
@@ -347,7 +400,7 @@ impl LeaseStore for PostgresStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_watch(true)
+        Capabilities::atomic().with_monotonic_versions(true).with_watch(true).with_fenced_writes(true)
     }
 
     /// LISTEN on a dedicated connection: every update of the lock arrives with its

@@ -19,6 +19,9 @@
 
 mod errors;
 
+/// The SDK this store uses, for objects of your own.
+pub use aws_sdk_s3;
+
 use async_trait::async_trait;
 use aws_sdk_s3::{Client, primitives::ByteStream};
 use bytes::Bytes;
@@ -166,6 +169,18 @@ impl S3Store {
     /// Starts building a store on `bucket`.
     pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
         S3StoreBuilder { bucket: bucket.into(), prefix: DEFAULT_PREFIX.into(), path_style: false, aws: AwsConfig::default() }
+    }
+
+    /// The SDK client, for objects of your own (fencing by token: `docs/fencing.md`).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The bucket.
+    #[must_use]
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
     }
 
     /// Creates the bucket if it is missing. For development and emulators.
