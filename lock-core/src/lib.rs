@@ -47,6 +47,7 @@ pub mod display;
 pub mod elector;
 pub mod error;
 pub mod fence;
+pub mod hub;
 pub mod layer;
 pub mod memory;
 pub mod name;
@@ -63,6 +64,7 @@ pub use elector::{
 };
 pub use error::{BoxError, Error, Result, error_chain};
 pub use fence::{Fence, FencingTerm};
+pub use hub::WatchHub;
 pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;

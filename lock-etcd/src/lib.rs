@@ -178,7 +178,9 @@ impl EtcdStoreBuilder {
         if self.prefix.chars().any(char::is_control) {
             return Err(Error::Config(format!("etcd key prefix {:?} contains a control character", self.prefix)));
         }
-        Ok(EtcdStore { inner: Arc::new(Inner { settings: self, client: OnceCell::new() }) })
+        Ok(EtcdStore {
+            inner: Arc::new(Inner { settings: self, client: OnceCell::new(), hub: Arc::default(), stop: tokio::sync::watch::channel(()).0 }),
+        })
     }
 }
 
@@ -211,6 +213,10 @@ impl Backend for EtcdBackend {
 struct Inner {
     settings: EtcdStoreBuilder,
     client: OnceCell<Client>,
+    /// The watchers of every lock, fed by one prefix watch.
+    hub: Arc<lock_core::WatchHub>,
+    /// Dropped with the store: stops the watch task.
+    stop: tokio::sync::watch::Sender<()>,
 }
 
 /// A [`LeaseStore`] on etcd. Clones share one client.
@@ -446,35 +452,55 @@ impl LeaseStore for EtcdStore {
             .with_max_record_bytes(Some(MAX_RECORD_BYTES))
     }
 
-    /// etcd's watch on the lock's key: every write arrives with its value and
-    /// `mod_revision`, so a standby acts on a release without reading.
+    /// One etcd watch on the store's whole prefix, shared by every lock: every write
+    /// arrives with its value and `mod_revision` and goes to that lock's watchers, so a
+    /// standby acts on a release without reading, on one stream however many locks it
+    /// watches.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
-        let mut stream = self.client().await?.watch_client().watch(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let (store, lock) = (self.clone(), lock.clone());
+        if let Some(generation) = self.inner.hub.needs_feed()
+            && let Err(e) = self.start_feed(generation).await
+        {
+            self.inner.hub.feed_ended(generation);
+            return Err(e);
+        }
+        Ok(Some(self.inner.hub.subscribe(lock)))
+    }
+}
+
+impl EtcdStore {
+    async fn start_feed(&self, generation: u64) -> Result<()> {
+        let prefix = self.inner.settings.prefix.clone();
+        let options = etcd_client::WatchOptions::new().with_prefix();
+        let mut stream = self.client().await?.watch_client().watch(prefix.clone(), Some(options)).await.map_err(|e| self.error(None, e))?;
+        let (hub, description) = (self.inner.hub.clone(), self.to_string());
+        let mut stop = self.inner.stop.subscribe();
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
-                    () = tx.closed() => return,
+                    // The store was dropped.
+                    _ = stop.changed() => break,
                     message = stream.message() => message,
                 };
-                // An ended or failed watch closes the channel: the elector goes back to polling.
-                let Ok(Some(response)) = message else { return };
+                // An ended or failed watch closes every watcher's channel: electors go back to polling.
+                let Ok(Some(response)) = message else { break };
                 for event in response.events() {
                     let Some(kv) = event.kv().filter(|_| event.event_type() == etcd_client::EventType::Put) else { continue };
-                    // A record that does not decode is left for the next get to report.
-                    let Ok(seen) =
-                        Observed::decode(&lock, &store, Bytes::copy_from_slice(kv.value()), Version::new(kv.mod_revision().to_string()))
-                    else {
+                    let Some(name) = kv.key().strip_prefix(prefix.as_bytes()).and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                    // Term keys hold no record; names that are no lock name are someone else's keys.
+                    let Ok(lock) = LockName::new(name) else { continue };
+                    if !hub.is_watched(&lock) {
                         continue;
-                    };
-                    if tx.send(seen).await.is_err() {
-                        return;
+                    }
+                    // A record that does not decode is left for the next get to report.
+                    let version = Version::new(kv.mod_revision().to_string());
+                    if let Ok(seen) = Observed::decode(&lock, &description, Bytes::copy_from_slice(kv.value()), version) {
+                        hub.publish(&lock, &seen);
                     }
                 }
             }
+            hub.feed_ended(generation);
         });
-        Ok(Some(rx))
+        Ok(())
     }
 }
 

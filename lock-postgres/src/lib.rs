@@ -116,6 +116,8 @@ impl PostgresStoreBuilder {
             channel,
             notify_prefix,
             statement_timeout: self.statement_timeout,
+            hub: Arc::default(),
+            stop: tokio::sync::watch::channel(()).0,
         };
         Ok(PostgresStore { inner: Arc::new(inner) })
     }
@@ -149,6 +151,10 @@ struct Inner {
     /// What every notification of this table starts with: `"schema"."table"` and a newline.
     notify_prefix: String,
     statement_timeout: Duration,
+    /// The watchers of every lock, fed by one LISTEN connection.
+    hub: Arc<lock_core::WatchHub>,
+    /// Dropped with the store: stops the LISTEN task.
+    stop: tokio::sync::watch::Sender<()>,
 }
 
 /// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
@@ -403,64 +409,79 @@ impl LeaseStore for PostgresStore {
         Capabilities::atomic().with_monotonic_versions(true).with_watch(true).with_fenced_writes(true)
     }
 
-    /// LISTEN on a dedicated connection: every update of the lock arrives with its
-    /// record and version (NOTIFY in the update's own statement). Not through a
-    /// transaction-mode pooler, which cannot LISTEN: the watch then fails and standbys poll.
+    /// LISTEN on one connection of this store's own (outside the pool), shared by every
+    /// lock: each update arrives with its record and version (NOTIFY in the update's own
+    /// statement) and goes to that lock's watchers. Not through a transaction-mode
+    /// pooler, which cannot LISTEN: the watch then fails and standbys poll.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
-        match self.inner.connector.clone() {
-            Some(tls) => self.listen(tls, lock).await.map(Some),
-            None => self.listen(tokio_postgres::NoTls, lock).await.map(Some),
+        if let Some(generation) = self.inner.hub.needs_feed() {
+            let started = match self.inner.connector.clone() {
+                Some(tls) => self.listen(tls, generation).await,
+                None => self.listen(tokio_postgres::NoTls, generation).await,
+            };
+            if let Err(e) = started {
+                self.inner.hub.feed_ended(generation);
+                return Err(e);
+            }
         }
+        Ok(Some(self.inner.hub.subscribe(lock)))
     }
 }
 
 impl PostgresStore {
-    async fn listen<T>(&self, tls: T, lock: &LockName) -> Result<Changes>
+    /// Opens the LISTEN connection and a task that fans its notifications out.
+    async fn listen<T>(&self, tls: T, generation: u64) -> Result<()>
     where
         T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send + 'static,
         T::Stream: Send + 'static,
         T::TlsConnect: Send,
         <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
     {
-        let (client, mut connection) = self.inner.listen_config.connect(tls).await.map_err(|e| self.error(Some(lock), e))?;
+        let (client, mut connection) = self.inner.listen_config.connect(tls).await.map_err(|e| self.error(None, e))?;
         let client = Arc::new(client);
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let (store, name, session) = (self.clone(), lock.clone(), client.clone());
+        let hub = self.inner.hub.clone();
+        let (prefix, description) = (self.inner.notify_prefix.clone(), self.to_string());
+        let mut stop = self.inner.stop.subscribe();
+        let session = client.clone();
         tokio::spawn(async move {
             let _session = session;
             loop {
                 let message = tokio::select! {
-                    () = tx.closed() => return,
+                    // The store was dropped.
+                    _ = stop.changed() => break,
                     message = std::future::poll_fn(|cx| connection.poll_message(cx)) => message,
                 };
                 match message {
                     Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        let Some(seen) = store.notified(&name, n.payload()) else { continue };
-                        if tx.send(seen).await.is_err() {
-                            return;
+                        if let Some((lock, seen)) = notified(&hub, &prefix, &description, n.payload()) {
+                            hub.publish(&lock, &seen);
                         }
                     }
                     Some(Ok(_)) => {}
-                    // The connection ended: the channel closes and the elector polls.
-                    _ => return,
+                    // The connection ended: every watcher's channel closes and electors poll.
+                    _ => break,
                 }
             }
+            hub.feed_ended(generation);
         });
-        client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(Some(lock), e))?;
-        Ok(rx)
+        client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(None, e))?;
+        Ok(())
     }
+}
 
-    /// A notification's record if it is about `lock` in this table: `schema.table`, version, lock, record.
-    fn notified(&self, lock: &LockName, payload: &str) -> Option<Observed> {
-        let rest = payload.strip_prefix(&self.inner.notify_prefix)?;
-        let (version, rest) = rest.split_once('\n')?;
-        let (name, record) = rest.split_once('\n')?;
-        if name != lock.as_str() {
-            return None;
-        }
-        let (number, xmin) = version.split_once(':')?;
-        Observed::decode(lock, self, Bytes::from(record.to_string()), version_of(number.parse().ok()?, xmin)).ok()
+/// A notification's lock and record, if it is about a watched lock of this table:
+/// `schema.table`, version, lock, record.
+fn notified(hub: &lock_core::WatchHub, prefix: &str, store: &str, payload: &str) -> Option<(LockName, Observed)> {
+    let rest = payload.strip_prefix(prefix)?;
+    let (version, rest) = rest.split_once('\n')?;
+    let (name, record) = rest.split_once('\n')?;
+    let lock = LockName::new(name).ok()?;
+    if !hub.is_watched(&lock) {
+        return None;
     }
+    let (number, xmin) = version.split_once(':')?;
+    let seen = Observed::decode(&lock, &store, Bytes::from(record.to_string()), version_of(number.parse().ok()?, xmin)).ok()?;
+    Some((lock, seen))
 }
 
 #[async_trait]

@@ -1,0 +1,129 @@
+//! One change feed per store, shared by every lock: a store with notifications opens
+//! one feed (a LISTEN connection, a watch stream) and a [`WatchHub`] fans each record
+//! out to the watchers of its lock, so the connections a process holds do not grow with
+//! the number of locks it campaigns for.
+
+use crate::{name::LockName, store::Changes, store::Observed};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+};
+use tokio::sync::mpsc;
+
+/// How many records a slow watcher may fall behind before it misses some (it still
+/// polls, so a missed notification costs latency, never correctness).
+const BACKLOG: usize = 16;
+
+/// The watchers of each lock of one store, and whether the store's feed is up.
+#[derive(Debug, Default)]
+pub struct WatchHub {
+    state: Mutex<HubState>,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    watchers: HashMap<LockName, Vec<mpsc::Sender<Observed>>>,
+    /// Whether a feed delivers into this hub now.
+    live: bool,
+    /// Feeds started so far: a feed's generation tells a stale one to stop.
+    generation: u64,
+}
+
+impl WatchHub {
+    /// A hub with no feed and no watchers.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a feed is up; if not, claims the right to start one and returns its
+    /// generation (the caller starts the feed, then calls [`feed_started`](Self::feed_started)
+    /// or [`feed_ended`](Self::feed_ended)).
+    pub fn needs_feed(&self) -> Option<u64> {
+        let mut s = self.state();
+        if s.live {
+            return None;
+        }
+        s.live = true;
+        s.generation += 1;
+        Some(s.generation)
+    }
+
+    /// Registers a watcher of `lock`: the records the feed delivers for it.
+    pub fn subscribe(&self, lock: &LockName) -> Changes {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        self.state().watchers.entry(lock.clone()).or_default().push(tx);
+        rx
+    }
+
+    /// Hands `seen` to every watcher of `lock`; forgets watchers that went away.
+    pub fn publish(&self, lock: &LockName, seen: &Observed) {
+        let mut s = self.state();
+        if let Some(list) = s.watchers.get_mut(lock) {
+            list.retain(|w| match w.try_send(seen.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            if list.is_empty() {
+                s.watchers.remove(lock);
+            }
+        }
+    }
+
+    /// Whether anyone watches `lock` (a feed may skip decoding records nobody wants).
+    #[must_use]
+    pub fn is_watched(&self, lock: &LockName) -> bool {
+        self.state().watchers.get(lock).is_some_and(|l| l.iter().any(|w| !w.is_closed()))
+    }
+
+    /// The feed of `generation` ended: every watcher's channel closes (electors go
+    /// back to polling) and the next watch starts a new feed.
+    pub fn feed_ended(&self, generation: u64) {
+        let mut s = self.state();
+        if s.generation == generation {
+            s.live = false;
+            s.watchers.clear();
+        }
+    }
+
+    /// How many locks have watchers.
+    #[must_use]
+    pub fn watched_locks(&self) -> usize {
+        self.state().watchers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{record::LeaderElectionRecord, store::Version};
+
+    fn seen(holder: &str) -> Observed {
+        let rec = LeaderElectionRecord::new(holder, 15, chrono::Utc::now());
+        Observed { raw: rec.to_json().expect("encode").into(), record: rec, version: Version::new("1") }
+    }
+
+    #[tokio::test]
+    async fn one_feed_fans_out_by_lock_and_its_end_closes_every_watcher() {
+        let hub = WatchHub::new();
+        let generation = hub.needs_feed().expect("no feed yet");
+        assert_eq!(hub.needs_feed(), None, "one feed at a time");
+        let (a, b) = (LockName::new("a").expect("a"), LockName::new("b").expect("b"));
+        let (mut wa1, mut wa2, mut wb) = (hub.subscribe(&a), hub.subscribe(&a), hub.subscribe(&b));
+        hub.publish(&a, &seen("x"));
+        assert_eq!(wa1.recv().await.expect("a1").record.holder_identity, "x");
+        assert_eq!(wa2.recv().await.expect("a2").record.holder_identity, "x");
+        assert!(wb.try_recv().is_err(), "b's watcher hears nothing of a");
+        drop(wa2);
+        hub.publish(&a, &seen("y"));
+        assert_eq!(wa1.recv().await.expect("a1").record.holder_identity, "y");
+        assert_eq!(hub.watched_locks(), 2);
+        hub.feed_ended(generation);
+        assert!(wa1.recv().await.is_none() && wb.recv().await.is_none(), "channels close: back to polling");
+        assert!(hub.needs_feed().is_some(), "the next watch starts a new feed");
+    }
+}
