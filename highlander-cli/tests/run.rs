@@ -43,7 +43,11 @@ struct Pg {
 async fn postgres() -> Pg {
     let full =
         lock_conformance::fixtures::postgres_url().await.expect("a Postgres for the run tests (LOCK_TEST_POSTGRES_URL or a container)");
-    let store = PostgresStore::builder(&full).expect("url").build().expect("store");
+    pg_at(&full).await
+}
+
+async fn pg_at(full: &str) -> Pg {
+    let store = PostgresStore::builder(full).expect("url").build().expect("store");
     store.ensure_schema().await.expect("schema");
     // The password goes to the candidates through PGPASSWORD, never through argv.
     let (scheme, rest) = full.split_once("://").expect("a URL");
@@ -683,4 +687,37 @@ fn the_command_does_not_get_the_stores_secrets_unless_asked() {
         assert_eq!(env.contains("PGPASSWORD="), expect_password, "{extra:?}");
         assert!(env.contains("HIGHLANDER_FENCING_TOKEN="), "{env}");
     }
+}
+
+/// SIGTERM handover through PgBouncer in transaction mode: notifications do not pass a
+/// transaction pooler, so the standby learns of the release at its next poll; with
+/// `listen=` naming the server itself, it learns at once. Both measured.
+#[test]
+fn sigterm_handover_through_a_transaction_pooler_polls_and_with_listen_is_notified() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (bouncer, server) = runtime.block_on(lock_conformance::fixtures::pgbouncer_url("transaction")).expect("pgbouncer");
+    let pooled = runtime.block_on(pg_at(&bouncer));
+    let dir = tempdir("pooler");
+    let mut figures = Vec::new();
+    for (label, suffix) in [("polling", String::new()), ("notified (listen=)", format!("?listen={server}"))] {
+        let pg = Pg { url: format!("{}{suffix}", pooled.url), password: pooled.password.clone(), store: pooled.store.clone() };
+        let log = dir.join(format!("ticks-{}", figures.len()));
+        let lock = unique("run-pooler");
+        let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+        first_tick(&log, "alpha", 0, Duration::from_secs(15));
+        let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+        std::thread::sleep(Duration::from_secs(3));
+        let signalled_at = now_ns();
+        a.signal(Signal::SIGTERM);
+        a.wait(Duration::from_secs(5));
+        let took_over = first_tick(&log, "beta", signalled_at, Duration::from_secs(10));
+        let handover = ms(took_over - signalled_at);
+        println!("through PgBouncer (transaction mode), {label}: beta's command started {handover:.0} ms after SIGTERM to the leader");
+        figures.push(handover);
+        b.signal(Signal::SIGTERM);
+        b.wait(Duration::from_secs(5));
+        assert_terms_never_overlap(&log);
+    }
+    assert!(figures[0] <= ms(RETRY.as_nanos()) * 2.2 + 400.0, "polling hands over within a jittered retry period: {figures:?}");
+    assert!(figures[1] < ms(RETRY.as_nanos()), "with listen= the release is notified: {figures:?}");
 }

@@ -147,7 +147,8 @@ fn store_port(url: &str) -> Option<u16> {
 }
 
 fn parent() -> Result<bool, String> {
-    let url = std::env::var("MANY_LOCKS_STORE").map_err(|_| "set MANY_LOCKS_STORE to a store URL (postgres://…, etcd://…, dynamodb://…)")?;
+    let url =
+        std::env::var("MANY_LOCKS_STORE").map_err(|_| "set MANY_LOCKS_STORE to a store URL (postgres://…, etcd://…, dynamodb://…)")?;
     let (locks, processes, seconds) = (env("MANY_LOCKS", 1000usize), env("MANY_LOCKS_PROCESSES", 3usize), env("MANY_LOCKS_SECONDS", 60u64));
     let run: u32 = rand_run();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -178,10 +179,10 @@ fn parent() -> Result<bool, String> {
                         }
                     }
                     ["lost", i, at] => {
-                        if let (Ok(i), Ok(at)) = (i.parse::<usize>(), at.parse::<u128>()) {
-                            if let Some(t) = s.terms.entry(i).or_default().iter_mut().rev().find(|t| t.0 == p && t.2.is_none()) {
-                                t.2 = Some(at);
-                            }
+                        if let (Ok(i), Ok(at)) = (i.parse::<usize>(), at.parse::<u128>())
+                            && let Some(t) = s.terms.entry(i).or_default().iter_mut().rev().find(|t| t.0 == p && t.2.is_none())
+                        {
+                            t.2 = Some(at);
                         }
                     }
                     ["calls", n, at] => {
@@ -241,7 +242,8 @@ fn parent() -> Result<bool, String> {
     let window_end = *samples.last().unwrap_or(&window_start);
     stop(&mut children);
     let s = seen.lock().expect("seen");
-    let leaders_at = |i: usize, t: u128| s.terms.get(&i).map_or(0, |ts| ts.iter().filter(|(_, a, b)| *a <= t && b.is_none_or(|b| b > t)).count());
+    let leaders_at =
+        |i: usize, t: u128| s.terms.get(&i).map_or(0, |ts| ts.iter().filter(|(_, a, b)| *a <= t && b.is_none_or(|b| b > t)).count());
     let mut max_leaders = 0;
     let mut leaderless_samples = 0;
     for &t in &samples {

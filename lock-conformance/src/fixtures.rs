@@ -525,3 +525,84 @@ pub async fn dynamodb_endpoint() -> Result<AwsEndpoint, FixtureError> {
 pub async fn s3_endpoint() -> Result<AwsEndpoint, FixtureError> {
     aws_endpoint("S3", MINIO_IMAGE).await
 }
+
+/// PgBouncer (Debian's package) in front of the fixture's Postgres, started as a plain
+/// process on 127.0.0.1 with stock settings but `pool_mode` (`transaction` or
+/// `session`), `auth_type = trust` and no `ignore_startup_parameters`; stopped by its
+/// pid when this process exits. Returns a connection URL through the pooler, and the
+/// server's own `host:port` (for `listen=`).
+pub async fn pgbouncer_url(pool_mode: &'static str) -> Result<(String, String), FixtureError> {
+    type Cell = Arc<OnceCell<(String, String)>>;
+    static CELLS: OnceLock<Mutex<HashMap<&'static str, Cell>>> = OnceLock::new();
+    let cell: Cell = {
+        let mut cells = CELLS.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cells.entry(pool_mode).or_default().clone()
+    };
+    cell.get_or_try_init(|| start_pgbouncer(pool_mode)).await.cloned()
+}
+
+async fn start_pgbouncer(pool_mode: &'static str) -> Result<(String, String), FixtureError> {
+    let server = postgres_url().await?;
+    let parsed = lock_core::StoreUrl::parse(&server).map_err(|e| FixtureError(e.to_string()))?;
+    let user = parsed.user().unwrap_or("postgres").to_string();
+    let password = parsed.password().unwrap_or_default().to_string();
+    let host = parsed.hosts().first().cloned().ok_or_else(|| FixtureError("the Postgres URL has no host".into()))?;
+    let (server_host, server_port) = lock_core::url::host_port("postgres", 0, &host, 5432).map_err(|e| FixtureError(e.to_string()))?;
+    let db = if parsed.path().is_empty() { user.clone() } else { parsed.path().to_string() };
+    let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| FixtureError("pgbouncer is not installed (apt-get install pgbouncer; scripts/setup does)".into()))?;
+    let dir = std::env::temp_dir().join(format!("highlander-pgbouncer-{pool_mode}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| FixtureError(format!("{}: {e}", dir.display())))?;
+    let port = free_loopback_port()?;
+    std::fs::write(dir.join("userlist.txt"), format!("\"{user}\" \"{password}\"\n")).map_err(|e| FixtureError(e.to_string()))?;
+    // In session mode a server connection is held per client connection: room for the
+    // suite's many clients (each store's pool plus its LISTEN connection).
+    let pool = if pool_mode == "session" { "default_pool_size = 60\n" } else { "" };
+    let config = format!(
+        "[databases]\n* = host={server_host} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+         auth_type = trust\nauth_file = {dir}/userlist.txt\npool_mode = {pool_mode}\n{pool}logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("pgbouncer.ini"), config).map_err(|e| FixtureError(e.to_string()))?;
+    // PgBouncer refuses to run as root: drop to the postgres user, which owns its directory.
+    let mut command = std::process::Command::new(binary);
+    if nix_is_root() {
+        let _ = std::process::Command::new("chown").args(["-R", "postgres", &dir.display().to_string()]).status();
+        command.args(["-u", "postgres"]);
+    }
+    let child = command
+        .arg(dir.join("pgbouncer.ini"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| FixtureError(format!("cannot start pgbouncer: {e}")))?;
+    let pid = child.id();
+    let script =
+        format!("while kill -0 {} 2>/dev/null; do sleep 1; done; kill {pid} 2>/dev/null; rm -rf '{}'", std::process::id(), dir.display());
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| FixtureError(format!("cannot start the pgbouncer reaper: {e}")))?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let auth = if password.is_empty() { user.clone() } else { format!("{user}:{password}") };
+            return Ok((format!("postgres://{auth}@127.0.0.1:{port}/{db}"), format!("{server_host}:{server_port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+    Err(FixtureError(format!("pgbouncer did not listen on 127.0.0.1:{port}: {}", log.lines().last().unwrap_or("(no log)"))))
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0")))
+        .unwrap_or(false)
+}

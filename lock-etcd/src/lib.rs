@@ -179,7 +179,12 @@ impl EtcdStoreBuilder {
             return Err(Error::Config(format!("etcd key prefix {:?} contains a control character", self.prefix)));
         }
         Ok(EtcdStore {
-            inner: Arc::new(Inner { settings: self, client: OnceCell::new(), hub: Arc::default(), stop: tokio::sync::watch::channel(()).0 }),
+            inner: Arc::new(Inner {
+                settings: self,
+                client: OnceCell::new(),
+                hub: Arc::default(),
+                stop: tokio::sync::watch::channel(()).0,
+            }),
         })
     }
 }

@@ -16,7 +16,8 @@ pub const DEFAULT_TABLE: &str = "highlander_leases";
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// The URL parameters this backend takes.
-const PARAMS: &[&str] = &["table", "schema", "sslmode", "sslrootcert", "application_name", "connect_timeout", "target_session_attrs"];
+const PARAMS: &[&str] =
+    &["table", "schema", "sslmode", "sslrootcert", "application_name", "connect_timeout", "target_session_attrs", "listen", "notify"];
 
 /// Builds a [`PostgresStore`].
 #[must_use = "a builder does nothing until .build()"]
@@ -29,6 +30,10 @@ pub struct PostgresStoreBuilder {
     pub(crate) pool_size: usize,
     pub(crate) statement_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    /// Where to LISTEN, if not through the same address (a pooler in front of the server).
+    pub(crate) listen: Option<(String, u16)>,
+    /// Whether to use change notifications at all.
+    pub(crate) notify: bool,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -88,6 +93,8 @@ impl PostgresStoreBuilder {
             pool_size: 4,
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            listen: None,
+            notify: true,
         }
     }
 
@@ -179,6 +186,16 @@ impl PostgresStoreBuilder {
             }
             Some(_) => return Err(Error::Config(format!("{scheme}:// parameter target_session_attrs must be any or read-write"))),
         }
+        if let Some(direct) = p.take("listen") {
+            builder.listen = Some(host_port(scheme, 0, direct, 5432).map_err(|_| {
+                Error::Config(format!("{scheme}:// parameter listen is the server's HOST:PORT, for notifications past a pooler"))
+            })?);
+        }
+        builder.notify = match p.take("notify") {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(Error::Config(format!("{scheme}:// parameter notify must be true or false"))),
+        };
         p.finish(PARAMS)?;
         Ok(builder.with_env())
     }
@@ -226,6 +243,20 @@ impl PostgresStoreBuilder {
     /// How long to wait for a new connection (default 5 s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+
+    /// LISTEN for change notifications on this server directly (`HOST`, `PORT`), with
+    /// the same user, database and TLS: for a store reached through a transaction-mode
+    /// pooler, which cannot deliver notifications (the URL's `listen=HOST:PORT`).
+    pub fn listen_directly(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.listen = Some((host.into(), port));
+        self
+    }
+
+    /// Use change notifications (default true; the URL's `notify=false` turns them off).
+    pub fn notifications(mut self, yes: bool) -> Self {
+        self.notify = yes;
         self
     }
 
@@ -311,7 +342,12 @@ impl Backend for PostgresBackend {
     }
 
     async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
-        Ok(Arc::new(PostgresStoreBuilder::from_url(url)?.options(options).build()?))
+        let store = PostgresStoreBuilder::from_url(url)?.options(options).build()?;
+        // Learn now whether notifications arrive (they do not through a transaction-mode
+        // pooler), so the store declares what it delivers; an unreachable server is
+        // left for the first call to report.
+        let _ = tokio::time::timeout(Duration::from_secs(10), store.check_notifications()).await;
+        Ok(Arc::new(store))
     }
 
     async fn create(&self, url: &StoreUrl, options: &OpenOptions) -> Result<()> {

@@ -74,7 +74,23 @@ impl PostgresStoreBuilder {
         }
         let endpoint = config::endpoint(&self.config);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let listen_config = self.config.clone();
+        let mut listen_config = self.config.clone();
+        if let Some((host, port)) = &self.listen {
+            // Same user, database and TLS; another address.
+            let mut direct = tokio_postgres::Config::new();
+            if let Some(user) = self.config.get_user() {
+                direct.user(user);
+            }
+            if let Some(password) = self.config.get_password() {
+                direct.password(password);
+            }
+            if let Some(db) = self.config.get_dbname() {
+                direct.dbname(db);
+            }
+            direct.ssl_mode(self.config.get_ssl_mode()).application_name("highlander-listen").host(host).port(*port);
+            direct.connect_timeout(self.connect_timeout);
+            listen_config = direct;
+        }
         let mut connector = None;
         let manager = if tls {
             let roots = match &self.root_cert {
@@ -118,6 +134,7 @@ impl PostgresStoreBuilder {
             statement_timeout: self.statement_timeout,
             hub: Arc::default(),
             stop: tokio::sync::watch::channel(()).0,
+            notifications: std::sync::atomic::AtomicU8::new(if self.notify { NOTIFY_UNKNOWN } else { NOTIFY_OFF }),
         };
         Ok(PostgresStore { inner: Arc::new(inner) })
     }
@@ -155,7 +172,14 @@ struct Inner {
     hub: Arc<lock_core::WatchHub>,
     /// Dropped with the store: stops the LISTEN task.
     stop: tokio::sync::watch::Sender<()>,
+    /// Whether notifications reach us: unknown until a LISTEN has heard its own probe.
+    notifications: std::sync::atomic::AtomicU8,
 }
+
+const NOTIFY_UNKNOWN: u8 = 0;
+const NOTIFY_WORKING: u8 = 1;
+/// Turned off, or found not to arrive (a transaction-mode pooler).
+const NOTIFY_OFF: u8 = 2;
 
 /// A [`LeaseStore`] on a Postgres table. Clones share one connection pool.
 #[derive(Clone)]
@@ -406,7 +430,8 @@ impl LeaseStore for PostgresStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_watch(true).with_fenced_writes(true)
+        let watch = self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) != NOTIFY_OFF;
+        Capabilities::atomic().with_monotonic_versions(true).with_watch(watch).with_fenced_writes(true)
     }
 
     /// LISTEN on one connection of this store's own (outside the pool), shared by every
@@ -414,14 +439,20 @@ impl LeaseStore for PostgresStore {
     /// statement) and goes to that lock's watchers. Not through a transaction-mode
     /// pooler, which cannot LISTEN: the watch then fails and standbys poll.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        if self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) == NOTIFY_OFF {
+            return Ok(None);
+        }
         if let Some(generation) = self.inner.hub.needs_feed() {
+            // A caller that gives up half-way (a timeout) must not leave a feed that never delivers.
+            let mut guard = FeedGuard { hub: &self.inner.hub, generation, armed: true };
             let started = match self.inner.connector.clone() {
                 Some(tls) => self.listen(tls, generation).await,
                 None => self.listen(tokio_postgres::NoTls, generation).await,
             };
-            if let Err(e) = started {
-                self.inner.hub.feed_ended(generation);
-                return Err(e);
+            match started {
+                Ok(true) => guard.armed = false,
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
         Ok(Some(self.inner.hub.subscribe(lock)))
@@ -429,8 +460,57 @@ impl LeaseStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Opens the LISTEN connection and a task that fans its notifications out.
-    async fn listen<T>(&self, tls: T, generation: u64) -> Result<()>
+    /// Finds out whether change notifications reach this store's LISTEN connection (a
+    /// transaction-mode pooler does not deliver them), starting the shared feed if
+    /// none runs. Afterwards [`capabilities`](LeaseStore::capabilities) says what is so.
+    pub async fn check_notifications(&self) -> Result<bool> {
+        if self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) == NOTIFY_OFF {
+            return Ok(false);
+        }
+        let probe = LockName::new("highlander-notification-probe")?;
+        let watching = self.watch(&probe).await?;
+        Ok(watching.is_some())
+    }
+
+    /// Opens the LISTEN connection and a task that fans its notifications out; then
+    /// proves delivery with a NOTIFY sent through the pool, which a transaction-mode
+    /// pooler never hands to the listening client. `Ok(false)`: notifications do not
+    /// arrive here, and the store says so from now on.
+    async fn listen<T>(&self, tls: T, generation: u64) -> Result<bool>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+    {
+        if self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) == NOTIFY_WORKING {
+            return self.open_feed(tls, generation, None).await.map(|_| true);
+        }
+        let nonce = format!("{:016x}", rand_u64());
+        let (heard_tx, heard) = tokio::sync::oneshot::channel();
+        self.open_feed(tls, generation, Some((nonce.clone(), heard_tx))).await?;
+        let client = self.client().await?;
+        let payload = format!("{}probe\n{nonce}", self.inner.notify_prefix);
+        client
+            .query_typed("SELECT pg_notify($1, $2)", &[(&self.inner.channel.as_str(), Type::TEXT), (&payload.as_str(), Type::TEXT)])
+            .await
+            .map_err(|e| self.error(None, e))?;
+        let wait = self.inner.statement_timeout.min(Duration::from_secs(2));
+        if tokio::time::timeout(wait, heard).await.is_ok_and(|r| r.is_ok()) {
+            self.inner.notifications.store(NOTIFY_WORKING, std::sync::atomic::Ordering::Relaxed);
+            return Ok(true);
+        }
+        self.inner.notifications.store(NOTIFY_OFF, std::sync::atomic::Ordering::Relaxed);
+        // Stops the feed that hears nothing.
+        self.inner.hub.feed_ended(generation);
+        tracing::warn!(
+            store = %self,
+            "change notifications do not reach this store's LISTEN connection (a transaction-mode pooler?): standbys poll; add listen=HOST:PORT of the server itself to the URL to have them"
+        );
+        Ok(false)
+    }
+
+    async fn open_feed<T>(&self, tls: T, generation: u64, mut probe: Option<(String, tokio::sync::oneshot::Sender<()>)>) -> Result<()>
     where
         T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send + 'static,
         T::Stream: Send + 'static,
@@ -453,6 +533,13 @@ impl PostgresStore {
                 };
                 match message {
                     Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        if let Some((nonce, _)) = &probe
+                            && n.payload().strip_prefix(&prefix).and_then(|p| p.strip_prefix("probe\n")) == Some(nonce.as_str())
+                            && let Some((_, heard)) = probe.take()
+                        {
+                            let _ = heard.send(());
+                            continue;
+                        }
                         if let Some((lock, seen)) = notified(&hub, &prefix, &description, n.payload()) {
                             hub.publish(&lock, &seen);
                         }
@@ -467,6 +554,26 @@ impl PostgresStore {
         client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(None, e))?;
         Ok(())
     }
+}
+
+/// Ends a feed whose start did not complete.
+struct FeedGuard<'a> {
+    hub: &'a lock_core::WatchHub,
+    generation: u64,
+    armed: bool,
+}
+
+impl Drop for FeedGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.hub.feed_ended(self.generation);
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    u64::try_from(nanos % u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// A notification's lock and record, if it is about a watched lock of this table:
