@@ -10,6 +10,18 @@ use lock_conformance::{MemoryHarness, StoreHarness, fixtures, report};
 use lock_core::MemoryStore;
 use lock_gist::emulator::{Access, Emulator, EmulatorConfig, Token};
 
+/// The store-failover rows (from `FAILOVER_REPORT_DIR`, written by the backends'
+/// `failover_of_the_store_*` tests) and what they mean for a lock across clusters.
+fn failover_section() -> String {
+    let entries = fixtures::env("FAILOVER_REPORT_DIR").map(|d| report::failover_entries(std::path::Path::new(&d))).unwrap_or_default();
+    let table = if entries.is_empty() {
+        "(no failover experiments in this run: set FAILOVER_REPORT_DIR and run the `failover_of_the_store_*` tests first)\n".to_string()
+    } else {
+        report::failover_markdown(&entries)
+    };
+    format!("{}{table}{}", include_str!("failover-intro.md"), include_str!("choosing.md"))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,9 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              Elector checks use a 2 s lease, 1.5 s renew deadline and 300 ms retry period. Latencies are of {} sequential \
              calls from one client on this machine (containers on loopback); failover and handover are single measurements \
              against the bound each check enforces. \"Two winners\" counts races of two writers updating from the same \
-             version in which both were told they won.\n\nStores in this run: {}.\n\n{table}",
+             version in which both were told they won.\n\nStores in this run: {}.\n\n{table}\n{}",
             report::LATENCY_SAMPLES,
-            sources.join(", ")
+            sources.join(", "),
+            failover_section()
         );
         std::fs::write(&path, doc)?;
         eprintln!("wrote {path}");

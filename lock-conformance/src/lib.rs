@@ -19,6 +19,7 @@
 //! believed they won. A claim is checked, not trusted.
 
 pub mod checks;
+pub mod failover;
 pub mod fencing;
 #[cfg(feature = "containers")]
 pub mod fixtures;

@@ -318,3 +318,65 @@ mod tests {
         assert_eq!(parsed[0]["checks"].as_array().map(Vec::len), Some(CHECKS.len()));
     }
 }
+
+/// One configuration's store-failover figures, as the `failover_of_the_store_*` tests
+/// write them (`FAILOVER_REPORT_DIR`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FailoverEntry {
+    /// The backend.
+    pub backend: String,
+    /// How the store was replicated and what failed.
+    pub configuration: String,
+    /// What was counted.
+    pub figures: FailoverFigures,
+}
+
+/// The counts of one failover experiment.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FailoverFigures {
+    /// Tries.
+    pub tries: usize,
+    /// Acknowledged renewals lost.
+    pub lost_renewals: usize,
+    /// Acknowledged takeovers lost.
+    pub lost_takeovers: usize,
+    /// Overlapping terms.
+    pub overlapping_terms: usize,
+    /// The longest pause from the failure to the next write.
+    pub failover_seconds_max: f64,
+}
+
+/// The failover entries found in a directory (missing or unreadable files are skipped).
+#[must_use]
+pub fn failover_entries(dir: &std::path::Path) -> Vec<FailoverEntry> {
+    let mut entries: Vec<FailoverEntry> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).filter_map(|s| serde_json::from_str(&s).ok()).collect())
+        .unwrap_or_default();
+    entries.sort_by(|a, b| (&a.backend, &a.configuration).cmp(&(&b.backend, &b.configuration)));
+    entries
+}
+
+/// The store-failover table: a row per backend and configuration.
+#[must_use]
+pub fn failover_markdown(entries: &[FailoverEntry]) -> String {
+    let mut out = String::from(
+        "| store and configuration | acknowledged writes lost on store failover | overlapping terms after store failover | longest pause |\n|---|---|---|---|\n",
+    );
+    for e in entries {
+        let f = &e.figures;
+        let _ = writeln!(
+            out,
+            "| {} — {} | {} of {} ({} renewals, {} takeovers) | {} of {} | {:.2} s |",
+            e.backend,
+            e.configuration,
+            f.lost_renewals + f.lost_takeovers,
+            f.tries,
+            f.lost_renewals,
+            f.lost_takeovers,
+            f.overlapping_terms,
+            f.tries,
+            f.failover_seconds_max
+        );
+    }
+    out
+}

@@ -1,0 +1,214 @@
+//! What the store-failover experiments share (`failover_of_the_store_*` in the
+//! backends' tests): a tap that stops the world right after an acknowledged write, the
+//! two candidates' terms, and the figures each configuration reports.
+
+use lock_core::{
+    Capabilities, Changes, ElectionEnd, ElectionState, LeaderElectionRecord, LeaderElector, LeaseStore, LockName, Observed, Result,
+    SharedStore, Timing, Version,
+};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The candidates' durations in the experiments.
+pub const TIMING: Timing =
+    Timing { lease: Duration::from_secs(2), renew_deadline: Duration::from_millis(1500), retry_period: Duration::from_millis(200) };
+
+/// Shared by the taps of one experiment: which write to catch, and the gate it closes.
+pub struct Gate {
+    armed: Mutex<Option<(String, tokio::sync::oneshot::Sender<Version>)>>,
+    open: watch::Sender<bool>,
+}
+
+impl Gate {
+    /// An open gate, armed for nothing.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { armed: Mutex::new(None), open: watch::channel(true).0 })
+    }
+
+    /// Catches the next acknowledged write naming `holder`: closes the gate (every tapped
+    /// store's calls wait from then on: the failover window) and hands over its version.
+    pub fn arm(&self, holder: &str) -> tokio::sync::oneshot::Receiver<Version> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.armed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((holder.to_string(), tx));
+        rx
+    }
+
+    /// Lets the tapped stores' calls through again.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// A store whose acknowledged writes can close a [`Gate`].
+#[derive(Clone)]
+pub struct Tap {
+    inner: SharedStore,
+    gate: Arc<Gate>,
+}
+
+impl Tap {
+    /// Taps `inner`.
+    pub fn new(inner: SharedStore, gate: &Arc<Gate>) -> Self {
+        Self { inner, gate: gate.clone() }
+    }
+
+    async fn pass(&self) {
+        let mut open = self.gate.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+    }
+
+    fn acked(&self, rec: &LeaderElectionRecord, v: &Version) {
+        let mut armed = self.gate.armed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if armed.as_ref().is_some_and(|(holder, _)| *holder == rec.holder_identity)
+            && let Some((_, tx)) = armed.take()
+        {
+            // Closed before anyone else can write: the failover starts now.
+            self.gate.open.send_replace(false);
+            let _ = tx.send(v.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tap({})", self.inner)
+    }
+}
+
+impl std::fmt::Display for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for Tap {
+    async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
+        self.pass().await;
+        self.inner.get(lock).await
+    }
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        self.pass().await;
+        let v = self.inner.create(lock, rec).await?;
+        self.acked(rec, &v);
+        Ok(v)
+    }
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        self.pass().await;
+        let v = self.inner.update(lock, expected, rec).await?;
+        self.acked(rec, &v);
+        Ok(v)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        self.inner.watch(lock).await
+    }
+}
+
+/// The terms of the candidates of one try, as their work saw them.
+pub type Terms = Arc<Mutex<Vec<(String, Instant, Option<Instant>)>>>;
+
+/// A running candidate.
+pub struct Candidate {
+    /// Its state.
+    pub state: watch::Receiver<ElectionState>,
+    /// Cancels it.
+    pub stop: CancellationToken,
+    /// Its task.
+    pub task: JoinHandle<ElectionEnd>,
+}
+
+/// Starts a candidate on `store` that logs its terms.
+pub fn candidate(store: Tap, lock: &LockName, name: &str, terms: &Terms) -> Candidate {
+    let terms = terms.clone();
+    let elector = LeaderElector::builder(store, lock.clone(), name)
+        .timing(TIMING)
+        .on_started_leading(move |l| {
+            let terms = terms.clone();
+            async move {
+                let i = {
+                    let mut t = terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    t.push((l.identity().to_string(), Instant::now(), None));
+                    t.len() - 1
+                };
+                l.lost().await;
+                terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i].2 = Some(Instant::now());
+            }
+        })
+        .build()
+        .expect("the experiment's timing is valid");
+    let state = elector.subscribe();
+    let stop = CancellationToken::new();
+    let task = elector.spawn(stop.clone());
+    Candidate { state, stop, task }
+}
+
+/// How many pairs of terms of different candidates overlapped.
+#[must_use]
+pub fn overlaps(terms: &Terms) -> usize {
+    let t = terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let mut n = 0;
+    for (i, a) in t.iter().enumerate() {
+        for b in &t[i + 1..] {
+            let (a_end, b_end) = (a.2.unwrap_or_else(Instant::now), b.2.unwrap_or_else(Instant::now));
+            if a.0 != b.0 && a.1 < b_end && b.1 < a_end {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// What one configuration showed.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Figures {
+    /// Tries run.
+    pub tries: usize,
+    /// Acknowledged renewals the new store did not have.
+    pub lost_renewals: usize,
+    /// Acknowledged takeovers the new store did not have.
+    pub lost_takeovers: usize,
+    /// Pairs of overlapping terms after the store failed over.
+    pub overlapping_terms: usize,
+    /// The longest time from the failure to the next write by a candidate.
+    pub failover_seconds_max: f64,
+}
+
+/// How many tries: `FAILOVER_TRIES`, default 4 (the docs use 50).
+#[must_use]
+pub fn tries() -> usize {
+    std::env::var("FAILOVER_TRIES").ok().and_then(|t| t.parse().ok()).unwrap_or(4)
+}
+
+/// Prints one JSON line, and writes it to `FAILOVER_REPORT_DIR` if set (for the semantics report).
+pub fn report(backend: &str, configuration: &str, figures: &Figures) {
+    let line = serde_json::json!({ "backend": backend, "configuration": configuration, "figures": figures });
+    println!("{line}");
+    if let Ok(dir) = std::env::var("FAILOVER_REPORT_DIR") {
+        let _ = std::fs::create_dir_all(&dir);
+        let file: String = format!("{backend}-{configuration}").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let _ = std::fs::write(Path::new(&dir).join(format!("{file}.json")), line.to_string());
+    }
+}
+
+/// Waits (up to 10 s) for a write to `lock` after `seen`: the failover's pause.
+pub async fn pause_until_written(store: &dyn LeaseStore, lock: &LockName, seen: &Version, failed_at: Instant) -> Duration {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Ok(Some(now)) = store.get(lock).await
+            && now.version != *seen
+        {
+            return failed_at.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Duration::from_secs(10)
+}
