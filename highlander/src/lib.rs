@@ -14,8 +14,8 @@
 //! # }
 //! ```
 //!
-//! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, all on
-//! by default); a URL whose feature is off gets an error naming the feature. Each
+//! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, `file`,
+//! all on by default); a URL whose feature is off gets an error naming the feature. Each
 //! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
 //! scheme.
 
@@ -26,6 +26,8 @@ pub use lock_core::{self, *};
 pub use lock_dynamodb;
 #[cfg(feature = "etcd")]
 pub use lock_etcd;
+#[cfg(feature = "file")]
+pub use lock_file;
 #[cfg(feature = "gist")]
 pub use lock_gist;
 #[cfg(feature = "postgres")]
@@ -56,6 +58,7 @@ backends! {
     "dynamodb" => lock_dynamodb::BACKEND,
     "s3" => lock_s3::BACKEND,
     "gist" => lock_gist::BACKEND,
+    "file" => lock_file::BACKEND,
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the
