@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, `file`,
-//! all on by default); a URL whose feature is off gets an error naming the feature. Each
+//! `spanner`, all on by default); a URL whose feature is off gets an error naming the feature. Each
 //! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
 //! scheme.
 
@@ -34,6 +34,8 @@ pub use lock_gist;
 pub use lock_postgres;
 #[cfg(feature = "s3")]
 pub use lock_s3;
+#[cfg(feature = "spanner")]
+pub use lock_spanner;
 
 use std::sync::Arc;
 
@@ -59,6 +61,7 @@ backends! {
     "s3" => lock_s3::BACKEND,
     "gist" => lock_gist::BACKEND,
     "file" => lock_file::BACKEND,
+    "spanner" => lock_spanner::BACKEND,
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the

@@ -553,8 +553,7 @@ async fn start_pgbouncer(pool_mode: &'static str) -> Result<(String, String), Fi
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .ok_or_else(|| FixtureError("pgbouncer is not installed (apt-get install pgbouncer; scripts/setup does)".into()))?;
-    let dir = std::env::temp_dir().join(format!("highlander-pgbouncer-{pool_mode}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| FixtureError(format!("{}: {e}", dir.display())))?;
+    let dir = server_dir(&format!("pgbouncer-{pool_mode}"))?;
     let port = free_loopback_port()?;
     std::fs::write(dir.join("userlist.txt"), format!("\"{user}\" \"{password}\"\n")).map_err(|e| FixtureError(e.to_string()))?;
     // In session mode a server connection is held per client connection: room for the
@@ -572,13 +571,31 @@ async fn start_pgbouncer(pool_mode: &'static str) -> Result<(String, String), Fi
         let _ = std::process::Command::new("chown").args(["-R", "postgres", &dir.display().to_string()]).status();
         command.args(["-u", "postgres"]);
     }
+    command.arg(dir.join("pgbouncer.ini"));
+    spawn_server("pgbouncer", command, &dir)?;
+    wait_listening("pgbouncer", port, &dir, "pgbouncer.log").await?;
+    let auth = if password.is_empty() { user.clone() } else { format!("{user}:{password}") };
+    Ok((format!("postgres://{auth}@127.0.0.1:{port}/{db}"), format!("{server_host}:{server_port}")))
+}
+
+/// A fresh directory for a server this process starts (removed when it exits).
+fn server_dir(name: &str) -> Result<std::path::PathBuf, FixtureError> {
+    let dir = std::env::temp_dir().join(format!("highlander-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| FixtureError(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Starts a server process and a watcher that stops it, by its pid, once this test
+/// process has exited (and removes `dir`): tests never leave servers behind.
+fn spawn_server(what: &str, mut command: std::process::Command, dir: &std::path::Path) -> Result<u32, FixtureError> {
+    let log = std::fs::File::create(dir.join("output.log")).map_err(|e| FixtureError(format!("{}: {e}", dir.display())))?;
+    let log2 = log.try_clone().map_err(|e| FixtureError(e.to_string()))?;
     let child = command
-        .arg(dir.join("pgbouncer.ini"))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
         .spawn()
-        .map_err(|e| FixtureError(format!("cannot start pgbouncer: {e}")))?;
+        .map_err(|e| FixtureError(format!("cannot start {what}: {e}")))?;
     let pid = child.id();
     let script =
         format!("while kill -0 {} 2>/dev/null; do sleep 1; done; kill {pid} 2>/dev/null; rm -rf '{}'", std::process::id(), dir.display());
@@ -588,16 +605,52 @@ async fn start_pgbouncer(pool_mode: &'static str) -> Result<(String, String), Fi
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| FixtureError(format!("cannot start the pgbouncer reaper: {e}")))?;
-    for _ in 0..100 {
+        .map_err(|e| FixtureError(format!("cannot start the {what} reaper: {e}")))?;
+    Ok(pid)
+}
+
+async fn wait_listening(what: &str, port: u16, dir: &std::path::Path, log: &str) -> Result<(), FixtureError> {
+    for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let auth = if password.is_empty() { user.clone() } else { format!("{user}:{password}") };
-            return Ok((format!("postgres://{auth}@127.0.0.1:{port}/{db}"), format!("{server_host}:{server_port}")));
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
-    Err(FixtureError(format!("pgbouncer did not listen on 127.0.0.1:{port}: {}", log.lines().last().unwrap_or("(no log)"))))
+    let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+    Err(FixtureError(format!("{what} did not listen on 127.0.0.1:{port}: {}", log.lines().last().unwrap_or("(no log)"))))
+}
+
+/// The Cloud Spanner emulator shipped with the Google Cloud SDK.
+pub const SPANNER_EMULATOR: &str = "/usr/lib/google-cloud-sdk/bin/cloud_spanner_emulator/emulator_main";
+
+/// A `spanner://` URL on the Cloud Spanner emulator: `LOCK_TEST_SPANNER_EMULATOR`
+/// (`host:port`), else an emulator started here on 127.0.0.1 (stopped by its pid when
+/// this process exits). [`harness`] creates the instance, database and table.
+pub async fn spanner_url() -> Result<String, FixtureError> {
+    static CELL: OnceCell<String> = OnceCell::const_new();
+    CELL.get_or_try_init(|| async {
+        let host = match env("LOCK_TEST_SPANNER_EMULATOR") {
+            Some(host) => host,
+            None => {
+                let binary = env("LOCK_TEST_SPANNER_EMULATOR_BINARY").unwrap_or_else(|| SPANNER_EMULATOR.to_string());
+                if !std::path::Path::new(&binary).exists() {
+                    return Err(FixtureError(format!(
+                        "the Cloud Spanner emulator is not at {binary} (it comes with the Google Cloud SDK; or set LOCK_TEST_SPANNER_EMULATOR=HOST:PORT)"
+                    )));
+                }
+                let dir = server_dir("spanner")?;
+                let port = free_loopback_port()?;
+                let mut command = std::process::Command::new(binary);
+                command.args(["--host_port", &format!("127.0.0.1:{port}")]).current_dir(&dir);
+                spawn_server("the Cloud Spanner emulator", command, &dir)?;
+                wait_listening("the Cloud Spanner emulator", port, &dir, "output.log").await?;
+                format!("127.0.0.1:{port}")
+            }
+        };
+        Ok(format!("spanner://highlander-test/conformance/locks?emulator={host}"))
+    })
+    .await
+    .cloned()
 }
 
 fn nix_is_root() -> bool {

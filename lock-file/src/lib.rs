@@ -76,13 +76,16 @@ impl fmt::Display for FileStore {
 fn is_local(fs: nix::sys::statfs::FsType) -> bool {
     use nix::sys::statfs::{FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
     // CIFS/SMB2 (0xFF534D42) and SMB2 (0xFE534D42) have no constant in nix.
-    let raw = fs.0 as i64;
+    let raw = fs.0;
     ![NFS_SUPER_MAGIC, SMB_SUPER_MAGIC, FUSE_SUPER_MAGIC].contains(&fs) && raw != 0xFF53_4D42 && raw != 0xFE53_4D42
 }
 
 /// The filesystem's kind, for the store's description.
 fn filesystem_name(fs: nix::sys::statfs::FsType) -> String {
-    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, SMB_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC};
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, SMB_SUPER_MAGIC, TMPFS_MAGIC,
+        XFS_SUPER_MAGIC,
+    };
     let known = [
         (EXT4_SUPER_MAGIC, "ext4"),
         (XFS_SUPER_MAGIC, "xfs"),
@@ -118,7 +121,8 @@ impl FileStore {
         if !dir.is_absolute() {
             return Err(Error::Config(format!("file store directory {} must be an absolute path", dir.display())));
         }
-        let meta = std::fs::metadata(dir).map_err(|e| Error::Config(format!("file store directory {}: {e} (create it with --create)", dir.display())))?;
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| Error::Config(format!("file store directory {}: {e} (create it with --create)", dir.display())))?;
         if !meta.is_dir() {
             return Err(Error::Config(format!("file store {} is not a directory", dir.display())));
         }
@@ -127,20 +131,15 @@ impl FileStore {
             Err(_) => ("unknown filesystem".into(), false),
         };
         Ok(Self {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                filesystem,
-                local,
-                hub: Arc::default(),
-                lock_timeout: Duration::from_secs(5),
-            }),
+            inner: Arc::new(Inner { dir: dir.to_path_buf(), filesystem, local, hub: Arc::default(), lock_timeout: Duration::from_secs(5) }),
         })
     }
 
     /// Creates `dir` (and its parents) if missing, then opens the store.
     pub fn create_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("cannot create the file store directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("cannot create the file store directory {}: {e}", dir.display())))?;
         Self::new(dir)
     }
 
@@ -156,9 +155,10 @@ impl FileStore {
 
     fn io(&self, lock: &LockName, what: &str, e: &std::io::Error) -> Error {
         match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                Error::PermissionDenied { store: self.to_string(), detail: format!("{what} of lock {lock:?}: {e} (the directory must be writable)") }
-            }
+            std::io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+                store: self.to_string(),
+                detail: format!("{what} of lock {lock:?}: {e} (the directory must be writable)"),
+            },
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::ReadOnlyFilesystem => {
                 Error::Unavailable { store: self.to_string(), source: format!("{what} of lock {lock:?}: {e}").into() }
             }
@@ -206,7 +206,12 @@ impl FileStore {
     /// Holds the lock's exclusive lock while `f` runs (waiting up to the lock timeout).
     fn locked<T>(&self, lock: &LockName, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let path = self.inner.dir.join(format!("{}.lock", file_name(lock)));
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| self.io(lock, "open the lock file", &e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.io(lock, "open the lock file", &e))?;
         let until = std::time::Instant::now() + self.inner.lock_timeout;
         loop {
             match file.try_lock() {
@@ -320,9 +325,10 @@ impl FileStore {
         };
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| Error::Unavailable { store: self.to_string(), source: format!("inotify: {e}").into() })?;
-        inotify
-            .add_watch(&self.inner.dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE)
-            .map_err(|e| Error::Unavailable { store: self.to_string(), source: format!("inotify on {}: {e}", self.inner.dir.display()).into() })?;
+        inotify.add_watch(&self.inner.dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE).map_err(|e| Error::Unavailable {
+            store: self.to_string(),
+            source: format!("inotify on {}: {e}", self.inner.dir.display()).into(),
+        })?;
         let hub = self.inner.hub.clone();
         // The thread must not keep the store alive.
         let weak = Arc::downgrade(&self.inner);
@@ -343,7 +349,9 @@ impl FileStore {
                     };
                     let store = FileStore { inner };
                     for event in events {
-                        let Some(name) = event.name.as_ref().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lease")) else { continue };
+                        let Some(name) = event.name.as_ref().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lease")) else {
+                            continue;
+                        };
                         let Some(lock) = unescape(name).and_then(|n| LockName::new(n).ok()) else { continue };
                         if !hub.is_watched(&lock) {
                             continue;
@@ -400,7 +408,9 @@ impl RawAccess for FileStore {
         self.blocking(move |s| match s.read(&lock) {
             Ok(found) => Ok(found.map(|(_, raw)| raw)),
             // A file the suite planted without a header is still its bytes.
-            Err(Error::Corrupt { .. }) => std::fs::read(s.lease_path(&lock)).map(|b| Some(Bytes::from(b))).map_err(|e| s.io(&lock, "read", &e)),
+            Err(Error::Corrupt { .. }) => {
+                std::fs::read(s.lease_path(&lock)).map(|b| Some(Bytes::from(b))).map_err(|e| s.io(&lock, "read", &e))
+            }
             Err(e) => Err(e),
         })
         .await

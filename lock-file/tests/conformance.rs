@@ -4,7 +4,8 @@
 fn harness() -> lock_conformance::Harness<lock_conformance::Connect> {
     let dir = std::env::temp_dir().join(format!("highlander-file-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("directory");
-    lock_conformance::Harness::for_url(&lock_file::BACKEND, &format!("file://{}", dir.display()), lock_conformance::SUITE_TIMING).expect("url")
+    lock_conformance::Harness::for_url(&lock_file::BACKEND, &format!("file://{}", dir.display()), lock_conformance::SUITE_TIMING)
+        .expect("url")
 }
 
 lock_conformance::conformance_tests!(harness());

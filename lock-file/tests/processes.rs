@@ -107,7 +107,8 @@ async fn a_writer_killed_mid_write_never_leaves_a_torn_record() {
         last = n;
     }
     assert!(last > 0, "the workers wrote");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
     println!("after 20 kills: counter {last}, {} temporary files left behind (harmless, never read)", leftovers.len());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -69,7 +69,7 @@ const CHAOS_TIMING: Timing =
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (a network store: postgres://, etcd://, dynamodb:// and s3:// with endpoint=, gist:// with api=).
+    /// The store URL (postgres://, etcd://, dynamodb:// and s3:// with endpoint=, gist:// with api=, spanner:// with emulator=, file:// without network faults).
     #[arg(long)]
     store: String,
     /// Create the store's table or bucket if it is missing.
@@ -224,6 +224,14 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         return Err("chaos needs at least one round and one fault".into());
     }
     let route = url::Route::of(&args.store)?;
+    let mut faults = args.faults.clone();
+    if route.is_none() {
+        // No network between the candidates and a directory: nothing to partition.
+        faults.retain(|f| !matches!(f, Fault::Partition | Fault::Outage));
+        if faults.is_empty() {
+            return Err("a directory store has no network to partition: choose kill, pause, freeze or release".into());
+        }
+    }
     if args.create {
         create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
     }
@@ -243,7 +251,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         store_name(&args.store),
         args.candidates,
         args.rounds,
-        args.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
+        faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
         timing.lease,
         timing.renew_deadline,
         timing.retry_period,
@@ -252,22 +260,23 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     let mut candidates = Vec::new();
     for i in 1..=args.candidates {
         let mut proxies = Vec::new();
-        for target in &route.targets {
+        for target in route.iter().flat_map(|r| &r.targets) {
             proxies.push(proxy::Proxy::start(target.clone()).await.map_err(|e| format!("cannot start a proxy: {e}"))?);
         }
-        let url = route.through(&proxies.iter().map(proxy::Proxy::addr).collect::<Vec<_>>());
+        let url =
+            route.as_ref().map_or_else(|| args.store.clone(), |r| r.through(&proxies.iter().map(proxy::Proxy::addr).collect::<Vec<_>>()));
         let mut c = Candidate { identity: format!("chaos-{i}"), url, proxies, child: None };
         run.spawn(&mut c)?;
         candidates.push(c);
     }
     let mut recording = Recording { path: run.record.clone(), offset: 0, events: Vec::new() };
     // Every kind once (in a seeded order), then seeded draws.
-    let mut plan: Vec<Fault> = args.faults.clone();
+    let mut plan: Vec<Fault> = faults.clone();
     plan.sort();
     plan.dedup();
     plan.shuffle(&mut rng);
     while plan.len() < args.rounds {
-        plan.push(args.faults[rng.random_range(0..args.faults.len())]);
+        plan.push(faults[rng.random_range(0..faults.len())]);
     }
     plan.truncate(args.rounds);
 

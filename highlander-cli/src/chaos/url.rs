@@ -29,10 +29,14 @@ fn default_port(scheme: &str) -> Option<u16> {
 }
 
 impl Route {
-    /// Finds the network addresses of `url`, or says why chaos cannot put itself in between.
-    pub(crate) fn of(url: &str) -> Result<Self, String> {
+    /// Finds the network addresses of `url` (`None`: a store with no network between the
+    /// candidates and it, a directory), or says why chaos cannot put itself in between.
+    pub(crate) fn of(url: &str) -> Result<Option<Self>, String> {
         let parsed = StoreUrl::parse(url).map_err(|e| e.to_string())?;
         let scheme = parsed.scheme().to_string();
+        if scheme == "file" {
+            return Ok(None);
+        }
         let after_scheme = url.find("://").map(|i| i + 3).ok_or("not a URL")?;
         if let Some(port) = default_port(&scheme) {
             let rest = &url[after_scheme..];
@@ -43,27 +47,30 @@ impl Route {
                 let (name, port) = host_port(&scheme, i, host, port).map_err(|e| e.to_string())?;
                 targets.push(format!("{name}:{port}"));
             }
-            return Ok(Self { url: url.to_string(), kind: RouteKind::Authority { start, end }, targets });
+            return Ok(Some(Self { url: url.to_string(), kind: RouteKind::Authority { start, end }, targets }));
         }
-        for key in ["endpoint=", "api="] {
+        // `endpoint=` / `api=` hold an HTTP URL; Spanner's `emulator=` a bare host:port.
+        for key in ["endpoint=", "api=", "emulator="] {
             let Some(at) = url.find(&format!("?{key}")).or_else(|| url.find(&format!("&{key}"))) else { continue };
             let value_start = at + 1 + key.len();
             let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
             let value = &url[value_start..value_end];
-            let Some(scheme_end) = value.find("://") else { break };
-            let host_start = value_start + scheme_end + 3;
+            let (host_start, port) = match value.find("://") {
+                Some(scheme_end) => (value_start + scheme_end + 3, if value.starts_with("https") { 443 } else { 80 }),
+                None if key == "emulator=" => (value_start, 9010),
+                None => break,
+            };
             let host_end = url[host_start..value_end].find(['/', '?']).map_or(value_end, |i| host_start + i);
             let host = &url[host_start..host_end];
-            let port = if value.starts_with("https") { 443 } else { 80 };
             let (name, port) = host_port(&scheme, 0, host, port).map_err(|e| e.to_string())?;
-            return Ok(Self {
+            return Ok(Some(Self {
                 url: url.to_string(),
                 kind: RouteKind::Param { start: host_start, end: host_end },
                 targets: vec![format!("{name}:{port}")],
-            });
+            }));
         }
         Err(format!(
-            "chaos reaches the store through a proxy of its own, and cannot find where {scheme}:// URLs connect (give a host, or endpoint= / api=); memory:// lives in one process and cannot be shared by candidates"
+            "chaos reaches the store through a proxy of its own, and cannot find where {scheme}:// URLs connect (give a host, or endpoint= / api= / emulator=); memory:// lives in one process and cannot be shared by candidates"
         ))
     }
 
@@ -87,17 +94,22 @@ mod tests {
 
     #[test]
     fn hosts_and_endpoints_are_replaced_by_proxies() {
-        let r = Route::of("postgres://app:pw@db1:6543,db2/ops?table=t").expect("route");
+        let route = |u: &str| Route::of(u).expect("route").expect("a network store");
+        let r = route("postgres://app:pw@db1:6543,db2/ops?table=t");
         assert_eq!(r.targets, ["db1:6543", "db2:5432"]);
         assert_eq!(r.through(&[addr(1), addr(2)]), "postgres://app:pw@127.0.0.1:1,127.0.0.1:2/ops?table=t");
-        let r = Route::of("etcd://10.0.0.1:2379/team").expect("route");
+        let r = route("etcd://10.0.0.1:2379/team");
         assert_eq!(r.through(&[addr(9)]), "etcd://127.0.0.1:9/team");
-        let r = Route::of("dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:5000").expect("route");
+        let r = route("dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:5000");
         assert_eq!(r.targets, ["127.0.0.1:5000"]);
         assert_eq!(r.through(&[addr(7)]), "dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:7");
-        let r = Route::of("gist://abc?api=http://127.0.0.1:8080/api&allow_over_budget=true").expect("route");
+        let r = route("gist://abc?api=http://127.0.0.1:8080/api&allow_over_budget=true");
         assert_eq!(r.through(&[addr(3)]), "gist://abc?api=http://127.0.0.1:3/api&allow_over_budget=true");
+        let r = route("spanner://p/i/d?emulator=127.0.0.1:9010&table=t");
+        assert_eq!(r.through(&[addr(4)]), "spanner://p/i/d?emulator=127.0.0.1:4&table=t");
+        assert!(Route::of("spanner://p/i/d").is_err(), "Cloud Spanner itself: chaos cannot stand in front of it");
         assert!(Route::of("memory://x").is_err());
+        assert!(Route::of("file:///var/lib/leases").expect("a directory").is_none(), "no network: no proxy");
         assert!(Route::of("s3://bucket").is_err(), "no endpoint: AWS itself, which chaos cannot stand in front of");
     }
 }
