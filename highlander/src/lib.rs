@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, `file`,
-//! `spanner`, all on by default); a URL whose feature is off gets an error naming the feature. Each
+//! `spanner`, `redis`, all on by default); a URL whose feature is off gets an error naming the feature. Each
 //! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
 //! scheme.
 
@@ -32,6 +32,8 @@ pub use lock_file;
 pub use lock_gist;
 #[cfg(feature = "postgres")]
 pub use lock_postgres;
+#[cfg(feature = "redis")]
+pub use lock_redis;
 #[cfg(feature = "s3")]
 pub use lock_s3;
 #[cfg(feature = "spanner")]
@@ -62,6 +64,7 @@ backends! {
     "gist" => lock_gist::BACKEND,
     "file" => lock_file::BACKEND,
     "spanner" => lock_spanner::BACKEND,
+    "redis" => lock_redis::BACKEND,
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the

@@ -653,6 +653,144 @@ pub async fn spanner_url() -> Result<String, FixtureError> {
     .cloned()
 }
 
+/// A server process a test started (stopped by its pid when the test process exits, or
+/// earlier by [`kill`](Self::kill)).
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its process id.
+    pub pid: u32,
+    /// Its directory (data, logs).
+    pub dir: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Kills it with SIGKILL, as a crash would, and waits until it is gone.
+    pub fn kill(&self) {
+        let _ = std::process::Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        for _ in 0..200 {
+            if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|s| s.contains(") Z "))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The Redis server binary (Debian's `redis-server`).
+fn redis_binary() -> Result<String, FixtureError> {
+    env("LOCK_TEST_REDIS_BINARY")
+        .or_else(|| {
+            ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .map(String::from)
+        })
+        .ok_or_else(|| FixtureError("redis-server is not installed (apt-get install redis-server; scripts/setup does)".into()))
+}
+
+/// Starts a Redis server on 127.0.0.1 with no persistence and `extra` arguments
+/// (`--requirepass`, `--replicaof`, TLS, …); `name` names its directory.
+pub async fn redis_server(name: &str, extra: &[&str]) -> Result<ServerProcess, FixtureError> {
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = server_dir(&format!("redis-{name}-{n}"))?;
+    let port = free_loopback_port()?;
+    let mut command = std::process::Command::new(redis_binary()?);
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .args(extra);
+    let pid = spawn_server("redis-server", command, &dir)?;
+    wait_listening("redis-server", port, &dir, "output.log").await?;
+    Ok(ServerProcess { port, pid, dir })
+}
+
+/// A `redis://` URL: `LOCK_TEST_REDIS_URL`, else a server started here on 127.0.0.1
+/// (one per test process, stopped by its pid when the process exits).
+pub async fn redis_url() -> Result<String, FixtureError> {
+    static CELL: OnceCell<String> = OnceCell::const_new();
+    CELL.get_or_try_init(|| async {
+        if let Some(url) = env("LOCK_TEST_REDIS_URL") {
+            return Ok(url);
+        }
+        let server = redis_server("suite", &[]).await?;
+        Ok(format!("redis://127.0.0.1:{}/0?prefix=conformance/", server.port))
+    })
+    .await
+    .cloned()
+}
+
+fn openssl(args: &mut std::process::Command, what: &str) -> Result<(), FixtureError> {
+    let out = args
+        .output()
+        .map_err(|e| FixtureError(format!("cannot run openssl ({what}): {e} (apt-get install openssl; scripts/setup does)")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(FixtureError(format!("openssl ({what}) failed: {}", String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// A throwaway certificate authority `NAME-ca.pem` (key `NAME-ca.key`) in `dir`, made
+/// with `openssl`, valid for a day.
+pub fn test_ca(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, FixtureError> {
+    let ca = dir.join(format!("{name}-ca.pem"));
+    openssl(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+            .arg(format!("/CN={name}"))
+            .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout"])
+            .arg(dir.join(format!("{name}-ca.key")))
+            .arg("-out")
+            .arg(&ca),
+        "the CA",
+    )?;
+    Ok(ca)
+}
+
+/// A certificate for `localhost` / 127.0.0.1 signed by `ca` (from [`test_ca`]):
+/// `dir/server.crt` and `dir/server.key`, for server (and client) authentication.
+pub fn test_server_certificate(
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), FixtureError> {
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .map_err(|e| FixtureError(e.to_string()))?;
+    let (crt, key, csr) = (dir.join("server.crt"), dir.join("server.key"), dir.join("server.csr"));
+    openssl(
+        std::process::Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        "the server's request",
+    )?;
+    openssl(
+        std::process::Command::new("openssl")
+            .args(["x509", "-req", "-days", "1", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(ca)
+            .arg("-CAkey")
+            .arg(ca.with_extension("key"))
+            .args(["-CAcreateserial", "-out"])
+            .arg(&crt)
+            .arg("-extfile")
+            .arg(&ext),
+        "the server's certificate",
+    )?;
+    Ok((crt, key))
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -18,49 +18,13 @@ use std::{
     time::Duration,
 };
 
-/// A certificate authority and a server certificate for localhost / 127.0.0.1 it signed.
+/// A certificate authority.
 fn certificates(dir: &Path, name: &str) -> PathBuf {
-    let ca = dir.join(format!("{name}-ca.pem"));
-    let ca_key = dir.join(format!("{name}-ca.key"));
-    run(
-        Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
-            .arg(format!("/CN={name}"))
-            .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout"])
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(&ca),
-        "openssl (the CA)",
-    );
-    ca
+    lock_conformance::fixtures::test_ca(dir, name).expect("a test CA")
 }
 
 fn server_certificate(dir: &Path, ca: &Path) {
-    let ca_key = ca.with_extension("key");
-    let ext = dir.join("server.ext");
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").expect("ext");
-    run(
-        Command::new("openssl")
-            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout"])
-            .arg(dir.join("server.key"))
-            .arg("-out")
-            .arg(dir.join("server.csr")),
-        "openssl (the server's request)",
-    );
-    run(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "1", "-in"])
-            .arg(dir.join("server.csr"))
-            .arg("-CA")
-            .arg(ca)
-            .arg("-CAkey")
-            .arg(&ca_key)
-            .args(["-CAcreateserial", "-out"])
-            .arg(dir.join("server.crt"))
-            .arg("-extfile")
-            .arg(&ext),
-        "openssl (the server's certificate)",
-    );
+    lock_conformance::fixtures::test_server_certificate(dir, ca).expect("a server certificate");
 }
 
 fn start_tls_server(dir: &Path) -> Server {
