@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, `file`,
-//! `spanner`, `redis`, all on by default); a URL whose feature is off gets an error naming the feature. Each
+//! `spanner`, `redis`, `zookeeper`, all on by default); a URL whose feature is off gets an error naming the feature. Each
 //! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
 //! scheme.
 
@@ -38,6 +38,8 @@ pub use lock_redis;
 pub use lock_s3;
 #[cfg(feature = "spanner")]
 pub use lock_spanner;
+#[cfg(feature = "zookeeper")]
+pub use lock_zookeeper;
 
 use std::sync::Arc;
 
@@ -65,6 +67,7 @@ backends! {
     "file" => lock_file::BACKEND,
     "spanner" => lock_spanner::BACKEND,
     "redis" => lock_redis::BACKEND,
+    "zookeeper" => lock_zookeeper::BACKEND,
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the

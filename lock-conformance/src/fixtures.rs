@@ -791,6 +791,63 @@ pub fn test_server_certificate(
     Ok((crt, key))
 }
 
+/// Starts a standalone ZooKeeper server (Debian's `zookeeper` package, on Java) on
+/// 127.0.0.1 with a 200 ms tick (sessions of 0.4 to 4 s), no admin server.
+pub async fn zookeeper_server(name: &str) -> Result<ServerProcess, FixtureError> {
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let jars = env("LOCK_TEST_ZOOKEEPER_CLASSPATH").unwrap_or_else(|| "/usr/share/java/*".into());
+    if env("LOCK_TEST_ZOOKEEPER_CLASSPATH").is_none() && !std::path::Path::new("/usr/share/java/zookeeper.jar").exists() {
+        return Err(FixtureError("ZooKeeper is not installed (apt-get install zookeeper; scripts/setup does)".into()));
+    }
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = server_dir(&format!("zookeeper-{name}-{n}"))?;
+    let port = free_loopback_port()?;
+    let config = format!(
+        "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("zoo.cfg"), config).map_err(|e| FixtureError(e.to_string()))?;
+    let mut command = std::process::Command::new("java");
+    command.args(["-Xmx256m", "-cp", &jars, "org.apache.zookeeper.server.quorum.QuorumPeerMain"]).arg(dir.join("zoo.cfg"));
+    let pid = spawn_server("ZooKeeper", command, &dir)?;
+    wait_listening("ZooKeeper", port, &dir, "output.log").await?;
+    // It listens before it serves: ask until it says it serves (`srvr` names its mode).
+    for _ in 0..300 {
+        let answer = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            conn.write_all(b"srvr").ok()?;
+            let mut out = String::new();
+            conn.read_to_string(&mut out).ok()?;
+            Some(out)
+        })
+        .await
+        .ok()
+        .flatten();
+        if answer.is_some_and(|a| a.contains("Mode:")) {
+            return Ok(ServerProcess { port, pid, dir });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(FixtureError(format!("ZooKeeper on 127.0.0.1:{port} never served requests (see {})", dir.join("output.log").display())))
+}
+
+/// A `zookeeper://` URL: `LOCK_TEST_ZOOKEEPER_URL`, else a server started here on
+/// 127.0.0.1 (one per test process, stopped by its pid when the process exits).
+pub async fn zookeeper_url() -> Result<String, FixtureError> {
+    static CELL: OnceCell<String> = OnceCell::const_new();
+    CELL.get_or_try_init(|| async {
+        if let Some(url) = env("LOCK_TEST_ZOOKEEPER_URL") {
+            return Ok(url);
+        }
+        let server = zookeeper_server("suite").await?;
+        Ok(format!("zookeeper://127.0.0.1:{}/conformance", server.port))
+    })
+    .await
+    .cloned()
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -15,6 +15,40 @@ pub const MAX_LOCK_NAME_LEN: usize = 200;
 pub struct LockName(Arc<str>);
 
 impl LockName {
+    /// The name as one path segment (a file name, a znode name): every byte outside
+    /// `[A-Za-z0-9_-]` escaped as `%XX`, so distinct names stay distinct, none contains
+    /// a `/`, and none is `.` or `..`.
+    #[must_use]
+    pub fn to_path_segment(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for b in self.0.bytes() {
+            if b.is_ascii_alphanumeric() || b"_-".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    /// The lock whose [`to_path_segment`](Self::to_path_segment) is `segment`, if any.
+    #[must_use]
+    pub fn from_path_segment(segment: &str) -> Option<Self> {
+        let bytes = segment.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(segment.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        Self::new(String::from_utf8(out).ok()?).ok()
+    }
+
     /// Validates `name`.
     pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();

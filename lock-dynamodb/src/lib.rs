@@ -49,6 +49,10 @@ pub const VERSION_ATTRIBUTE: &str = "version";
 pub const HOLDER_ATTRIBUTE: &str = "holder";
 /// The attribute holding the record's fencing token, for fenced writes' `ConditionCheck`.
 pub const TOKEN_ATTRIBUTE: &str = "fencing_token";
+/// Marks a record written raw (a repair, a test), not by an elector: until an elector
+/// writes the item again (a whole new item, without it), no update may replace it,
+/// whatever version it names, and it carries no term for fenced writes to accept.
+pub const RAW_ATTRIBUTE: &str = "raw_write";
 /// DynamoDB's item size limit is 400 KB; records are far smaller.
 const MAX_RECORD_BYTES: usize = 350 * 1024;
 
@@ -361,6 +365,7 @@ impl DynamoDbStore {
         request = if let Some(expected) = expected {
             request
                 .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+                .expression_attribute_names("#raw", RAW_ATTRIBUTE)
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
         } else {
             request.expression_attribute_names("#k", &self.inner.key)
@@ -397,7 +402,7 @@ impl LeaseStore for DynamoDbStore {
         let Some(next) = expected.checked_add(1) else {
             return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: format!("version {expected} cannot grow") });
         };
-        self.put(lock, rec, next, "#v = :expected", Some(expected)).await
+        self.put(lock, rec, next, "#v = :expected AND attribute_not_exists(#raw)", Some(expected)).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -414,9 +419,12 @@ impl RawAccess for DynamoDbStore {
             .update_item()
             .table_name(&self.inner.table)
             .set_key(Some(self.key(lock)))
-            .update_expression("SET #r = :r, #v = if_not_exists(#v, :zero) + :one")
+            .update_expression("SET #r = :r, #v = if_not_exists(#v, :zero) + :one, #raw = :one REMOVE #h, #t")
             .expression_attribute_names("#r", RECORD_ATTRIBUTE)
             .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+            .expression_attribute_names("#raw", RAW_ATTRIBUTE)
+            .expression_attribute_names("#h", HOLDER_ATTRIBUTE)
+            .expression_attribute_names("#t", TOKEN_ATTRIBUTE)
             .expression_attribute_values(":r", AttributeValue::S(text.to_string()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))

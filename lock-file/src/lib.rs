@@ -99,19 +99,11 @@ fn filesystem_name(fs: nix::sys::statfs::FsType) -> String {
     known.iter().find(|(k, _)| *k == fs).map_or_else(|| format!("filesystem {:#x}", fs.0), |(_, n)| (*n).to_string())
 }
 
-/// The file name of `lock`: every byte outside `[A-Za-z0-9_-]` escaped as `%XX`, so
-/// distinct names stay distinct and none escapes the directory.
+/// The file name of `lock` ([`LockName::to_path_segment`]): distinct names stay
+/// distinct and none escapes the directory.
 #[must_use]
 pub fn file_name(lock: &LockName) -> String {
-    let mut out = String::new();
-    for b in lock.as_str().bytes() {
-        if b.is_ascii_alphanumeric() || b"_-".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    lock.to_path_segment()
 }
 
 impl FileStore {
@@ -352,7 +344,7 @@ impl FileStore {
                         let Some(name) = event.name.as_ref().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lease")) else {
                             continue;
                         };
-                        let Some(lock) = unescape(name).and_then(|n| LockName::new(n).ok()) else { continue };
+                        let Some(lock) = LockName::from_path_segment(name) else { continue };
                         if !hub.is_watched(&lock) {
                             continue;
                         }
@@ -368,23 +360,6 @@ impl FileStore {
             .map_err(|e| Error::Unavailable { store: self.to_string(), source: format!("cannot start the inotify thread: {e}").into() })?;
         Ok(())
     }
-}
-
-/// The lock name a file name escapes, if it is one.
-fn unescape(name: &str) -> Option<String> {
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(name.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[async_trait]
@@ -467,7 +442,7 @@ mod tests {
         for (name, file) in [("billing", "billing"), ("a/b", "a%2Fb"), ("../etc", "%2E%2E%2Fetc"), ("a.b", "a%2Eb"), ("ü", "%C3%BC")] {
             let lock = LockName::new(name).expect("valid");
             assert_eq!(file_name(&lock), file);
-            assert_eq!(unescape(file).as_deref(), Some(name));
+            assert_eq!(LockName::from_path_segment(file).as_ref().map(LockName::as_str), Some(name));
         }
     }
 

@@ -486,6 +486,21 @@ impl LeaseStore for RedisStore {
         let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
         let write = async {
             let mut conn = self.inner.connection.clone();
+            // Never write over what does not decode: read it first. The script below
+            // writes only at the version read, so what was checked is what is replaced.
+            let found: Option<(Option<Vec<u8>>, Option<String>)> =
+                GET.key(self.key(lock)).invoke_async(&mut conn).await.map_err(|e| self.error(Some(lock), &e))?;
+            match found {
+                None => return Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
+                Some((_, version)) if version.as_deref() != Some(expected.as_str()) => {
+                    return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
+                }
+                Some((record, _)) => {
+                    if let Err(e) = LeaderElectionRecord::from_json(record.as_deref().unwrap_or_default()) {
+                        return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
+                    }
+                }
+            }
             let outcome: i64 = UPDATE
                 .key(self.key(lock))
                 .arg(raw.as_ref())
