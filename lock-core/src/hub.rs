@@ -41,8 +41,8 @@ impl WatchHub {
     }
 
     /// Whether a feed is up; if not, claims the right to start one and returns its
-    /// generation (the caller starts the feed, then calls [`feed_started`](Self::feed_started)
-    /// or [`feed_ended`](Self::feed_ended)).
+    /// generation (the caller starts the feed and calls [`feed_ended`](Self::feed_ended) with
+    /// that generation when it stops).
     pub fn needs_feed(&self) -> Option<u64> {
         let mut s = self.state();
         if s.live {
