@@ -7,7 +7,7 @@ use std::{io::Write as _, process::ExitCode};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
+    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, spanner://, redis://, zookeeper://, file://, memory://).
     /// The suite writes locks named `conformance-…` there.
     #[arg(long)]
     store: String,
@@ -18,7 +18,7 @@ pub(crate) struct Args {
     /// 1500ms, retry period 300ms; slow stores need longer).
     #[command(flatten)]
     timing: crate::TimingArgs,
-    /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
+    /// Create what the store needs if it is missing: a table, bucket, directory or prefix znode (Postgres, DynamoDB, S3, Spanner, file, ZooKeeper).
     #[arg(long)]
     create: bool,
     /// Print the report as JSON instead of the Markdown table.

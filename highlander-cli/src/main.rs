@@ -74,7 +74,7 @@ enum Command {
 /// The store and the lock a command works on.
 #[derive(clap::Args)]
 pub(crate) struct Target {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, memory://).
+    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, spanner://, redis://, zookeeper://, file://, memory://).
     #[arg(long)]
     store: String,
     /// The lock's name.

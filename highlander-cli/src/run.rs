@@ -61,7 +61,7 @@ pub(crate) struct Args {
     /// lease − renew deadline − clock margin, the most it may be).
     #[arg(long, value_parser = crate::duration)]
     grace: Option<Duration>,
-    /// Create the store's table or bucket if it is missing (Postgres, DynamoDB, S3).
+    /// Create what the store needs if it is missing: a table, bucket, directory or prefix znode (Postgres, DynamoDB, S3, Spanner, file, ZooKeeper).
     #[arg(long)]
     create: bool,
     /// Exit when leadership is lost instead of campaigning again.
