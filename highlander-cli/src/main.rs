@@ -75,7 +75,8 @@ enum Command {
 #[derive(clap::Args)]
 pub(crate) struct Target {
     /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, spanner://, redis://, zookeeper://, file://, memory://).
-    #[arg(long)]
+    /// Also read from HIGHLANDER_STORE, which keeps it out of the process's argv.
+    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true)]
     store: String,
     /// The lock's name.
     #[arg(long)]

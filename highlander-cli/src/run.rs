@@ -67,7 +67,7 @@ pub(crate) struct Args {
     /// Exit when leadership is lost instead of campaigning again.
     #[arg(long)]
     once: bool,
-    /// Let the command inherit the lock store's secrets (PGPASSWORD, GITHUB_TOKEN,
+    /// Let the command inherit the lock store's secrets (HIGHLANDER_STORE, PGPASSWORD, GITHUB_TOKEN,
     /// ETCD_PASSWORD, AWS_SECRET_ACCESS_KEY…), which it does not get by default.
     #[arg(long = "pass-store-secrets")]
     pass_store_secrets: bool,
@@ -126,8 +126,14 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         create_if_missing(&args.target.store, &options).await.map_err(|e| e.to_string())?;
     }
     let store = open_with(&args.target.store, &options).await.map_err(|e| e.to_string())?;
-    let withheld =
-        if args.pass_store_secrets { Vec::new() } else { highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec() };
+    // The store URL itself may carry a password: HIGHLANDER_STORE is withheld as a secret.
+    let withheld = if args.pass_store_secrets {
+        Vec::new()
+    } else {
+        let mut secrets = highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec();
+        secrets.push("HIGHLANDER_STORE");
+        secrets
+    };
     let recorder = match args.metrics {
         Some(_) => Some(serve::install_recorder()?),
         None => None,

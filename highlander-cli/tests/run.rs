@@ -577,20 +577,31 @@ fn a_standby_whose_command_cannot_run_says_so_before_campaigning() {
 fn the_command_does_not_get_the_stores_secrets_unless_asked() {
     let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
     let dir = tempdir("secrets");
-    for (extra, expect_password) in [(&[][..], false), (&["--pass-store-secrets"][..], true)] {
-        let env_file = dir.join(format!("env-{expect_password}"));
-        let script = format!("env > {}", env_file.display());
-        let out = Command::new(env!("CARGO_BIN_EXE_highlander"))
-            .args(["run", "--store", &pg.url, "--lock", &unique("run-secrets")])
-            .args(extra)
-            .args(["--", "sh", "-c", &script])
-            .env("PGPASSWORD", &pg.password)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let env = std::fs::read_to_string(&env_file).expect("the command wrote its environment");
-        assert_eq!(env.contains("PGPASSWORD="), expect_password, "{extra:?}");
-        assert!(env.contains("HIGHLANDER_FENCING_TOKEN="), "{env}");
+    // Once with the password in PGPASSWORD and the URL in argv, once with the whole URL,
+    // password included, in HIGHLANDER_STORE (as a Kubernetes Secret would give it).
+    let (scheme, rest) = pg.url.split_once("://").expect("a URL");
+    let (user, host) = rest.split_once('@').expect("user-info");
+    // A server that trusts its clients ignores the password; the check needs one anyway.
+    let password = if pg.password.is_empty() { "ignored-by-a-trusting-server".to_string() } else { pg.password.clone() };
+    let with_password = format!("{scheme}://{user}:{password}@{host}");
+    for (extra, expect_secrets) in [(&[][..], false), (&["--pass-store-secrets"][..], true)] {
+        for via_env in [false, true] {
+            let env_file = dir.join(format!("env-{expect_secrets}-{via_env}"));
+            let script = format!("env > {}", env_file.display());
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+            cmd.arg("run");
+            if via_env {
+                cmd.env("HIGHLANDER_STORE", &with_password);
+            } else {
+                cmd.args(["--store", &pg.url]).env("PGPASSWORD", &password);
+            }
+            let out = cmd.args(["--lock", &unique("run-secrets")]).args(extra).args(["--", "sh", "-c", &script]).output().expect("runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let env = std::fs::read_to_string(&env_file).expect("the command wrote its environment");
+            assert_eq!(env.contains(&password), expect_secrets, "{extra:?}, URL in the environment: {via_env}");
+            assert_eq!(env.contains("HIGHLANDER_STORE="), expect_secrets && via_env, "{extra:?}");
+            assert!(env.contains("HIGHLANDER_FENCING_TOKEN="), "{env}");
+        }
     }
 }
 
