@@ -69,7 +69,7 @@ const CHAOS_TIMING: Timing =
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, dynamodb:// and s3:// with endpoint=, gist:// with api=, spanner:// with emulator=, file:// without network faults).
+    /// The store URL (postgres://, etcd://, redis://, zookeeper://, dynamodb:// and s3:// with endpoint=, gist:// with api=, spanner:// with emulator=, file:// without network faults).
     #[arg(long)]
     store: String,
     /// Create the store's table or bucket if it is missing.
