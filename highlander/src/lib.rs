@@ -77,7 +77,9 @@ pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
     if let Some(b) = BACKENDS.iter().find(|b| b.schemes().contains(&scheme)) {
         return Ok(*b);
     }
-    if let Some(feature) = FEATURES.iter().find(|f| scheme.starts_with(**f)) {
+    // The schemes of backends that may not be compiled in: a feature's name, and these.
+    const OTHER_SCHEMES: &[(&str, &str)] = &[("postgres", "postgresql"), ("redis", "rediss")];
+    if let Some(feature) = FEATURES.iter().find(|f| scheme == **f || OTHER_SCHEMES.contains(&(**f, scheme))) {
         return Err(Error::Config(format!(
             "the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"
         )));
@@ -157,6 +159,18 @@ mod tests {
         assert!(err.contains("unknown store scheme \"redis2\"") && err.contains("memory://") && !err.contains("hunter2"), "{err}");
         let err = open("memory://x?y=1").await.map(drop).expect_err("no parameters").to_string();
         assert!(err.contains("do not take parameter \"y\""), "{err}");
+        // A backend's scheme is known whether or not it is compiled in; nothing else is.
+        for (url, feature) in [("rediss://h", "redis"), ("postgresql://h/db", "postgres"), ("zookeeper://h/p", "zookeeper")] {
+            let found = backend(&StoreUrl::parse(url).expect("parses"));
+            let name = |b: &dyn Backend| b.schemes().first().copied();
+            match (found, BACKENDS.iter().any(|b| name(*b) == Some(feature))) {
+                (Ok(b), true) => assert_eq!(name(b), Some(feature), "{url}"),
+                (Err(e), false) => assert!(e.to_string().contains(&format!("the {feature} backend is not compiled in")), "{url}: {e}"),
+                (found, compiled) => panic!("{url}: compiled in: {compiled}, found: {:?}", found.map(name)),
+            }
+        }
+        let err = open("postgresx://h/db").await.map(drop).expect_err("unknown").to_string();
+        assert!(err.contains("unknown store scheme \"postgresx\""), "{err}");
     }
 
     #[cfg(all(feature = "postgres", feature = "etcd", feature = "gist"))]
