@@ -31,10 +31,11 @@ struct Candidate {
     task: tokio::task::JoinHandle<lock_core::ElectionEnd>,
 }
 
-fn candidate(store: SharedStore, lock: &LockName, name: &str, t: Timing) -> Result<Candidate, Failure> {
+fn candidate(store: SharedStore, lock: &LockName, name: &str, t: Timing, recampaign: bool) -> Result<Candidate, Failure> {
     let (tx, leaderships) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store, lock.clone(), name)
         .timing(t)
+        .recampaign(recampaign)
         .on_started_leading(move |l| {
             let _ = tx.send(l.clone());
             async move { l.lost().await }
@@ -63,7 +64,9 @@ where
 
     // Leader A; its fenced writes succeed, 50 renewals long.
     let a_store = connect().await?;
-    let mut a = candidate(a_store.clone(), &lock, "alpha", t)?;
+    // Once deposed, A does not campaign again: it would race B for the released lease
+    // (and on a polling store often win it), and B's term is what the scenario needs.
+    let mut a = candidate(a_store.clone(), &lock, "alpha", t, false)?;
     let la = tokio::time::timeout(Duration::from_secs(30), a.leaderships.recv())
         .await
         .ok()
@@ -89,7 +92,7 @@ where
 
     // Standby B; the lease is taken from A behind its back (released under its token).
     let b_store = connect().await?;
-    let mut b = candidate(b_store.clone(), &lock, "beta", t)?;
+    let mut b = candidate(b_store.clone(), &lock, "beta", t, true)?;
     tokio::time::sleep(t.retry_period * 2).await;
     let a_term = la.term()?;
     let seen = b_store.get(&lock).await?.ok_or_else(|| Failure("no record".into()))?;

@@ -49,10 +49,13 @@ pub const VERSION_ATTRIBUTE: &str = "version";
 pub const HOLDER_ATTRIBUTE: &str = "holder";
 /// The attribute holding the record's fencing token, for fenced writes' `ConditionCheck`.
 pub const TOKEN_ATTRIBUTE: &str = "fencing_token";
-/// Marks a record written raw (a repair, a test), not by an elector: until an elector
-/// writes the item again (a whole new item, without it), no update may replace it,
-/// whatever version it names, and it carries no term for fenced writes to accept.
+/// Marks a record written raw (a repair, a test), not by an elector: only an update that
+/// names the version read from it (which `get` returns only if the record decodes)
+/// may replace it — a whole new item, without the marker — and it carries no term for
+/// fenced writes to accept.
 pub const RAW_ATTRIBUTE: &str = "raw_write";
+/// Ends the version of an item that carries [`RAW_ATTRIBUTE`].
+const RAW_VERSION_SUFFIX: &str = "-raw";
 /// DynamoDB's item size limit is 400 KB; records are far smaller.
 const MAX_RECORD_BYTES: usize = 350 * 1024;
 
@@ -387,7 +390,10 @@ impl LeaseStore for DynamoDbStore {
     async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
         let Some(item) = self.fetch_item(lock).await? else { return Ok(None) };
         let (raw, version) = self.decode_item(lock, &item)?;
-        Observed::decode(lock, self, raw, Version::new(version.to_string())).map(Some)
+        // An item written behind the store's back has its own kind of version: only a
+        // writer that read (and could decode) it may replace it.
+        let version = if item.contains_key(RAW_ATTRIBUTE) { format!("{version}{RAW_VERSION_SUFFIX}") } else { version.to_string() };
+        Observed::decode(lock, self, raw, Version::new(version)).map(Some)
     }
 
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
@@ -395,14 +401,20 @@ impl LeaseStore for DynamoDbStore {
     }
 
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        // A version this store never issued cannot match.
-        let Ok(expected) = expected.as_str().parse::<i64>() else {
+        // A version this store never issued cannot match. One read from an item written
+        // behind the store's back matches only while that item is there; the write
+        // replaces the whole item, marker included.
+        let (number, condition) = match expected.as_str().strip_suffix(RAW_VERSION_SUFFIX) {
+            Some(number) => (number, "#v = :expected AND attribute_exists(#raw)"),
+            None => (expected.as_str(), "#v = :expected AND attribute_not_exists(#raw)"),
+        };
+        let Ok(expected) = number.parse::<i64>() else {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
         };
         let Some(next) = expected.checked_add(1) else {
             return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: format!("version {expected} cannot grow") });
         };
-        self.put(lock, rec, next, "#v = :expected AND attribute_not_exists(#raw)", Some(expected)).await
+        self.put(lock, rec, next, condition, Some(expected)).await
     }
 
     fn capabilities(&self) -> Capabilities {
