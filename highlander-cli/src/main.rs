@@ -133,9 +133,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
         Err(e) => {
-            // One clear line, not clap's usage block.
+            // One clear line, not clap's usage block: its message and what it lists
+            // (the missing arguments), up to the usage.
             let text = e.to_string();
-            return fail(json, text.lines().next().unwrap_or_default().trim_start_matches("error: "), 2);
+            let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:")).map(str::trim).collect();
+            return fail(json, message.join(" ").trim_start_matches("error: "), 2);
         }
     };
     // The demo narrates on stdout; `run` reports what it does on stderr; the suite

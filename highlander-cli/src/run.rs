@@ -122,18 +122,32 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     // A standby whose command cannot start would say so only when it wins: say it now.
     let resolved = resolve(&program).map_err(Failure::not_started)?;
     let options = OpenOptions::new(timing);
-    if args.create {
-        create_if_missing(&args.target.store, &options).await.map_err(|e| e.to_string())?;
-    }
-    let store = open_with(&args.target.store, &options).await.map_err(|e| e.to_string())?;
-    // The store URL itself may carry a password: HIGHLANDER_STORE is withheld as a secret.
-    let withheld = if args.pass_store_secrets {
-        Vec::new()
-    } else {
-        let mut secrets = highlander::secret_env(&args.target.store).map_err(|e| e.to_string())?.to_vec();
-        secrets.push("HIGHLANDER_STORE");
-        secrets
+    // A store that is down now may be up in a moment: a standby started during an
+    // outage waits for it (a pod must not crash-loop); a wrong URL or refused
+    // credentials end the run at once.
+    let store = loop {
+        let opened = async {
+            if args.create {
+                create_if_missing(&args.target.store, &options).await?;
+            }
+            open_with(&args.target.store, &options).await
+        };
+        match opened.await {
+            Ok(store) => break store,
+            Err(e) if e.is_transient() => {
+                warn!(lock = %lock, error = %e, "the store cannot be reached yet: trying again in {:?}", timing.retry_period);
+                tokio::time::sleep(timing.retry_period).await;
+            }
+            Err(e) => return Err(Failure::from(e.to_string())),
+        }
     };
+    // Every backend's secrets, not only this store's: a command rarely needs any of
+    // them, and the lock's URL (HIGHLANDER_STORE) may carry a password itself.
+    let withheld = if args.pass_store_secrets { Vec::new() } else { highlander::every_secret_env() };
+    // And no reading them back from this process: a non-dumpable process's
+    // /proc/PID/environ and memory are closed to other processes of the same user,
+    // the command included (the flag does not pass to the guard or the command).
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot make this process non-dumpable: {e}"))?;
     let recorder = match args.metrics {
         Some(_) => Some(serve::install_recorder()?),
         None => None,
@@ -254,6 +268,7 @@ fn resolve(program: &OsString) -> Result<OsString, String> {
 /// process, highlander must not collect zombies.
 fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
     let mut children = signal(SignalKind::child()).map_err(|e| format!("cannot watch for SIGCHLD: {e}"))?;
+    let own_group = nix::unistd::getpgrp().as_raw();
     tokio::spawn(async move {
         while children.recv().await.is_some() {
             let me = std::process::id();
@@ -264,7 +279,15 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
                 let Some((_, rest)) = stat.rsplit_once(')') else { continue };
                 let mut fields = rest.split_whitespace();
                 let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
-                if state == Some("Z") && ppid == Some(me) && !guards.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid) {
+                // Not our own children (guards, or a process a library started, such as an
+                // AWS credential_process, which share our process group): their handles
+                // reap them. Orphans come from the commands' groups and sessions.
+                let pgrp = fields.next().and_then(|p| p.parse::<i32>().ok());
+                if state == Some("Z")
+                    && ppid == Some(me)
+                    && pgrp != Some(own_group)
+                    && !guards.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid)
+                {
                     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
                 }
             }

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 fn highlander(args: &[&str], token: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
-    cmd.args(args).env_remove("GITHUB_TOKEN");
+    cmd.args(args).env_remove("GITHUB_TOKEN").env_remove("HIGHLANDER_STORE");
     if let Some(t) = token {
         cmd.env("GITHUB_TOKEN", t);
     }
@@ -92,7 +92,6 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         (vec!["run", "--store", "memory://x", "--lock", "a", "--retry-period", "soon", "--", "true"], "invalid duration \"soon\""),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--grace", "5s", "--", "true"], "--grace 5s must be at most"),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--lease", "10s", "--", "true"], "must be greater than renew deadline"),
-        (vec!["run", "--store", unreachable.as_str(), "--lock", "a", "--", "true"], "unavailable"),
         (vec!["run", "--store", "mysql://x", "--lock", "a", "--", "true"], "unknown store scheme \"mysql\""),
         (vec!["run", "--store", "memory://x", "--lock", "a", "--health", taken.as_str(), "--", "true"], "cannot listen on"),
         (vec!["conformance", "--store", "memory://x", "--check", "nope"], "no conformance check is called \"nope\""),
@@ -136,6 +135,30 @@ fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("hunter2"), "{args:?}: the password leaked: {stderr}");
     }
+}
+
+/// A standby started while its store is down waits for it (a pod must not crash-loop),
+/// saying so without the password; a store that cannot work (above) ends the run at once.
+#[test]
+fn run_waits_for_an_unreachable_store_and_says_so_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let unreachable = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    let child = Command::new(env!("CARGO_BIN_EXE_highlander"))
+        .args(["run", "--lock", "a", "--retry-period", "200ms", "--", "true"])
+        .env("HIGHLANDER_STORE", &unreachable)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let still_running = nix::sys::signal::kill(pid, None).is_ok();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let out = child.wait_with_output().expect("exits");
+    let stderr = text(&out.stderr);
+    assert!(still_running, "it exited instead of waiting: {stderr}");
+    let waits = stderr.lines().filter(|l| l.contains("the store cannot be reached yet") && l.contains("unavailable")).count();
+    assert!(waits >= 2, "it did not keep trying: {stderr}");
+    assert!(!stderr.contains("hunter2") && !stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

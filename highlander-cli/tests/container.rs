@@ -356,3 +356,44 @@ fn the_health_endpoint_answers_for_a_liveness_probe() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// In a pod, the command runs as the same user as highlander (PID 1): the store's URL
+/// and password, which highlander holds, must not be readable from `/proc/1/environ`,
+/// nor be in the command's own environment.
+#[test]
+fn the_command_cannot_read_the_stores_secrets_even_from_pid_1() {
+    let _one = serial();
+    let (url, password) = postgres();
+    let (dir, _log) = tick_dir("container-secrets");
+    let password = if password.is_empty() { "ignored-by-a-trusting-server".to_string() } else { password };
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (user, host) = rest.split_once('@').expect("user-info");
+    let with_password = format!("{scheme}://{user}:{password}@{host}");
+    let script =
+        "env > /ticks/env; { tr '\\0' '\\n' < /proc/1/environ > /ticks/pid1; } 2> /ticks/pid1.err; echo done > /ticks/done; sleep 60";
+    let mount = format!("{}:/ticks", dir.display());
+    let lock = unique("container-secrets");
+    let out = Command::new("docker")
+        .args(["run", "-d", "--network", "host", "-e", "HIGHLANDER_STORE", "-v", &mount, image(), "run", "--create", "--lock", &lock])
+        .args(["--", "sh", "-c", script])
+        .env("HIGHLANDER_STORE", &with_password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
+    let a = Candidate { id: String::from_utf8_lossy(&out.stdout).trim().to_string(), identity: "secrets".into() };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !dir.join("done").exists() {
+        assert!(Instant::now() < until, "the command never ran:\n{}", a.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    assert!(!read("env").contains(&password) && !read("env").contains("HIGHLANDER_STORE="), "the command's environment: {}", read("env"));
+    assert!(read("env").contains("HIGHLANDER_FENCING_TOKEN="), "{}", read("env"));
+    assert!(!read("pid1").contains(&password), "PID 1's environment was readable by the command");
+    assert!(read("pid1.err").contains("Permission denied"), "reading PID 1's environment: {:?} / {:?}", read("pid1"), read("pid1.err"));
+    assert!(!a.logs().contains(&password), "the password is in the logs");
+    docker_ok(&["stop", &a.id]);
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -126,6 +126,18 @@ pub fn secret_env(url: &str) -> Result<&'static [&'static str]> {
     Ok(backend(&StoreUrl::parse(url)?)?.secret_env())
 }
 
+/// The environment variables that hold the secrets of any backend compiled in, the
+/// URL's own variable (`HIGHLANDER_STORE`) included: what a command run under a lock is
+/// not given, whichever store holds the lock.
+#[must_use]
+pub fn every_secret_env() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = BACKENDS.iter().flat_map(|b| b.secret_env().iter().copied()).collect();
+    names.push("HIGHLANDER_STORE");
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// One bounded read, turning "no answer" into an error that names the store.
 pub async fn probe(store: &dyn LeaseStore, options: &OpenOptions) -> Result<()> {
     let lock = LockName::new("highlander-probe")?;

@@ -95,11 +95,19 @@ where
     let mut b = candidate(b_store.clone(), &lock, "beta", t, true)?;
     tokio::time::sleep(t.retry_period * 2).await;
     let a_term = la.term()?;
-    let seen = b_store.get(&lock).await?.ok_or_else(|| Failure("no record".into()))?;
-    let mut released = seen.record.clone();
-    released.holder_identity = String::new();
-    released.lease_duration_seconds = 1;
-    b_store.update(&lock, &seen.version, &released).await?;
+    // A's renewals race this write: read again and retry until it lands.
+    let mut attempts = 0;
+    loop {
+        let seen = b_store.get(&lock).await?.ok_or_else(|| Failure("no record".into()))?;
+        let mut released = seen.record.clone();
+        released.holder_identity = String::new();
+        released.lease_duration_seconds = 1;
+        match b_store.update(&lock, &seen.version, &released).await {
+            Ok(_) => break,
+            Err(Error::Conflict { .. }) if attempts < 20 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
     let lb = tokio::time::timeout(Duration::from_secs(30), b.leaderships.recv())
         .await
         .ok()

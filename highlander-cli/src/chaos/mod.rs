@@ -70,7 +70,8 @@ const CHAOS_TIMING: Timing =
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The store URL (postgres://, etcd://, redis://, zookeeper://, dynamodb:// and s3:// with endpoint=, gist:// with api=, spanner:// with emulator=, file:// without network faults).
-    #[arg(long)]
+    /// Also read from HIGHLANDER_STORE, which keeps it out of argv.
+    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true)]
     store: String,
     /// Create the store's table or bucket if it is missing.
     #[arg(long)]
@@ -188,8 +189,10 @@ impl Run {
             .open(self.logs.join(format!("{}.log", c.identity)))
             .map_err(|e| format!("candidate log: {e}"))?;
         let t = self.timing;
+        // The URL may carry a password: through the environment, never argv.
         let child = Command::new(&self.exe)
-            .args(["run", "--store", &c.url, "--lock", &self.lock, "--identity", &c.identity])
+            .env("HIGHLANDER_STORE", &c.url)
+            .args(["run", "--lock", &self.lock, "--identity", &c.identity])
             .arg("--lease")
             .arg(format!("{}ms", t.lease.as_millis()))
             .arg("--renew-deadline")
