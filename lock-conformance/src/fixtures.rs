@@ -597,8 +597,19 @@ fn spawn_server(what: &str, mut command: std::process::Command, dir: &std::path:
         .spawn()
         .map_err(|e| FixtureError(format!("cannot start {what}: {e}")))?;
     let pid = child.id();
-    let script =
-        format!("while kill -0 {} 2>/dev/null; do sleep 1; done; kill {pid} 2>/dev/null; rm -rf '{}'", std::process::id(), dir.display());
+    // Pids are reused (threads take them too, and a CI run wraps around pid_max within
+    // minutes): the watcher knows each process by its pid *and* its start time, so it
+    // neither waits on a stranger nor kills one.
+    let me = std::process::id();
+    let (Some(my_start), Some(its_start)) = (start_time(me), start_time(pid)) else {
+        return Err(FixtureError(format!("cannot read the start times of this process and {what} from /proc")));
+    };
+    let script = format!(
+        "start() {{ sed 's/^.*) //' /proc/$1/stat 2>/dev/null | cut -d' ' -f20; }}; \
+         while [ \"$(start {me})\" = '{my_start}' ]; do sleep 1; done; \
+         [ \"$(start {pid})\" = '{its_start}' ] && kill {pid} 2>/dev/null; rm -rf '{}'",
+        dir.display()
+    );
     std::process::Command::new("sh")
         .args(["-c", &script])
         .stdin(std::process::Stdio::null())
@@ -607,6 +618,12 @@ fn spawn_server(what: &str, mut command: std::process::Command, dir: &std::path:
         .spawn()
         .map_err(|e| FixtureError(format!("cannot start the {what} reaper: {e}")))?;
     Ok(pid)
+}
+
+/// A process's start time (clock ticks since boot), which with its pid names it uniquely.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19).map(str::to_string)
 }
 
 async fn wait_listening(what: &str, port: u16, dir: &std::path::Path, log: &str) -> Result<(), FixtureError> {
