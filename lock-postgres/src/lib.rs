@@ -73,6 +73,12 @@ impl PostgresStoreBuilder {
             self.config.ssl_mode(SslMode::Require);
         }
         let endpoint = config::endpoint(&self.config);
+        // Where a cancel request for a pooled connection goes: its one TCP host (several
+        // hosts: whichever the connection took, which only the driver knows).
+        let cancel_to = match (self.config.get_hosts(), self.config.get_ports()) {
+            ([tokio_postgres::config::Host::Tcp(host)], ports) => Some((host.clone(), ports.first().copied().unwrap_or(5432))),
+            _ => None,
+        };
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let mut listen_config = self.config.clone();
         if let Some((host, port)) = &self.listen {
@@ -129,6 +135,7 @@ impl PostgresStoreBuilder {
             tls,
             listen_config,
             connector,
+            cancel_to,
             channel,
             notify_prefix,
             statement_timeout: self.statement_timeout,
@@ -164,6 +171,8 @@ struct Inner {
     /// For the dedicated connection a watch LISTENs on (pooled ones are shared).
     listen_config: tokio_postgres::Config,
     connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The one host and port of the pooled connections, for cancel requests.
+    cancel_to: Option<(String, u16)>,
     channel: String,
     /// What every notification of this table starts with: `"schema"."table"` and a newline.
     notify_prefix: String,
@@ -342,14 +351,78 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let store = self.store.clone();
-        runtime.spawn(async move {
-            let _ = match store.inner.connector.clone() {
-                Some(tls) => token.cancel_query(tls).await,
-                None => token.cancel_query(tokio_postgres::NoTls).await,
-            };
+        // On a thread of its own, so that the request is finished even if the caller's
+        // runtime is shutting down: a cancel connection dropped half-way can crash
+        // PgBouncer 1.18 ("bad client state: 0", pgbouncer/pgbouncer#801).
+        let _ = std::thread::Builder::new().name("highlander-pg-cancel".into()).spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                let _ = tokio::time::timeout(CANCEL_TIMEOUT, async {
+                    match (store.inner.connector.clone(), &store.inner.cancel_to) {
+                        (Some(tls), _) => drop(token.cancel_query(tls).await),
+                        (None, Some((host, port))) => {
+                            if let Ok(stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+                                let mut stream = Lingering(stream);
+                                let _ = token.cancel_query_raw(&mut stream, tokio_postgres::NoTls).await;
+                                stream.until_closed().await;
+                            }
+                        }
+                        (None, None) => drop(token.cancel_query(tokio_postgres::NoTls).await),
+                    }
+                })
+                .await;
+            });
         });
+    }
+}
+
+/// How long a cancel request may take, connection and answer included.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cancel request's connection that is not half-closed after the request, and is
+/// closed only once the server has closed it — as libpq does. (tokio-postgres shuts the
+/// socket down at once, which PgBouncer 1.18 can take badly.)
+struct Lingering(tokio::net::TcpStream);
+
+impl Lingering {
+    async fn until_closed(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = self.0.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Lingering {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// No half-close: the server ends the exchange.
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
