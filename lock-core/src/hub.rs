@@ -3,7 +3,7 @@
 //! out to the watchers of its lock, so the connections a process holds do not grow with
 //! the number of locks it campaigns for.
 
-use crate::{name::LockName, store::Changes, store::Observed};
+use crate::{error::Error, name::LockName, store::Changes, store::Observed};
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
@@ -53,6 +53,29 @@ impl WatchHub {
         Some(s.generation)
     }
 
+    /// Claims the right to start a feed if none is up, as [`needs_feed`](Self::needs_feed),
+    /// as a claim that ends the feed's generation when dropped unless
+    /// [`started`](FeedClaim::started) says the feed is up: a caller that fails, or gives up
+    /// half-way (a timeout), never leaves a hub that waits for a feed nobody runs.
+    pub fn claim_feed(&self) -> Option<FeedClaim<'_>> {
+        self.needs_feed().map(|generation| FeedClaim { hub: self, generation, armed: true })
+    }
+
+    /// A watcher of `lock`, after starting the store's one feed with `start` (given its
+    /// generation) if none is up. If `start` fails, its error is returned and the next
+    /// watch tries again.
+    pub async fn subscribe_starting<F, Fut>(&self, lock: &LockName, start: F) -> Result<Changes, Error>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
+        if let Some(claim) = self.claim_feed() {
+            start(claim.generation()).await?;
+            claim.started();
+        }
+        Ok(self.subscribe(lock))
+    }
+
     /// Registers a watcher of `lock`: the records the feed delivers for it.
     pub fn subscribe(&self, lock: &LockName) -> Changes {
         let (tx, rx) = mpsc::channel(BACKLOG);
@@ -97,6 +120,35 @@ impl WatchHub {
     }
 }
 
+/// The right to start a hub's feed ([`WatchHub::claim_feed`]).
+#[derive(Debug)]
+pub struct FeedClaim<'a> {
+    hub: &'a WatchHub,
+    generation: u64,
+    armed: bool,
+}
+
+impl FeedClaim<'_> {
+    /// The generation the feed being started belongs to.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The feed is up: the hub stays live.
+    pub fn started(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for FeedClaim<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.hub.feed_ended(self.generation);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +177,25 @@ mod tests {
         hub.feed_ended(generation);
         assert!(wa1.recv().await.is_none() && wb.recv().await.is_none(), "channels close: back to polling");
         assert!(hub.needs_feed().is_some(), "the next watch starts a new feed");
+    }
+
+    #[tokio::test]
+    async fn a_feed_that_fails_or_is_abandoned_while_starting_is_started_again_next_time() {
+        let hub = WatchHub::new();
+        let lock = LockName::new("a").expect("name");
+        let failed = hub.subscribe_starting(&lock, |_| async { Err(Error::Config("no feed".into())) }).await;
+        assert!(failed.is_err());
+        // A start abandoned half-way (its future dropped): the claim is given back.
+        let abandoned = hub.subscribe_starting(&lock, |_| std::future::pending::<Result<(), Error>>());
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(10), abandoned).await.is_err());
+        let mut started = None;
+        hub.subscribe_starting(&lock, |g| {
+            started = Some(g);
+            async { Ok(()) }
+        })
+        .await
+        .expect("starts");
+        assert!(started.is_some(), "each failed or abandoned start left the next watch free to start a feed");
+        assert!(hub.claim_feed().is_none(), "a started feed stays claimed");
     }
 }

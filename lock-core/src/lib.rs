@@ -64,7 +64,7 @@ pub use elector::{
 };
 pub use error::{BoxError, Error, Result, error_chain};
 pub use fence::{Fence, FencingTerm};
-pub use hub::WatchHub;
+pub use hub::{FeedClaim, WatchHub};
 pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;

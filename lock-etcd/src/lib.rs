@@ -462,13 +462,7 @@ impl LeaseStore for EtcdStore {
     /// standby acts on a release without reading, on one stream however many locks it
     /// watches.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
-        if let Some(generation) = self.inner.hub.needs_feed()
-            && let Err(e) = self.start_feed(generation).await
-        {
-            self.inner.hub.feed_ended(generation);
-            return Err(e);
-        }
-        Ok(Some(self.inner.hub.subscribe(lock)))
+        self.inner.hub.subscribe_starting(lock, |generation| self.start_feed(generation)).await.map(Some)
     }
 }
 

@@ -297,13 +297,7 @@ impl LeaseStore for FileStore {
         if !self.inner.local {
             return Ok(None);
         }
-        if let Some(generation) = self.inner.hub.needs_feed()
-            && let Err(e) = self.start_feed(generation)
-        {
-            self.inner.hub.feed_ended(generation);
-            return Err(e);
-        }
-        Ok(Some(self.inner.hub.subscribe(lock)))
+        self.inner.hub.subscribe_starting(lock, |generation| std::future::ready(self.start_feed(generation))).await.map(Some)
     }
 }
 

@@ -515,15 +515,16 @@ impl LeaseStore for PostgresStore {
         if self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) == NOTIFY_OFF {
             return Ok(None);
         }
-        if let Some(generation) = self.inner.hub.needs_feed() {
-            // A caller that gives up half-way (a timeout) must not leave a feed that never delivers.
-            let mut guard = FeedGuard { hub: &self.inner.hub, generation, armed: true };
+        // A caller that gives up half-way (a timeout) must not leave a feed that never
+        // delivers: the claim ends its generation unless the LISTEN is up.
+        if let Some(claim) = self.inner.hub.claim_feed() {
+            let generation = claim.generation();
             let started = match self.inner.connector.clone() {
                 Some(tls) => self.listen(tls, generation).await,
                 None => self.listen(tokio_postgres::NoTls, generation).await,
             };
             match started {
-                Ok(true) => guard.armed = false,
+                Ok(true) => claim.started(),
                 Ok(false) => return Ok(None),
                 Err(e) => return Err(e),
             }
@@ -626,21 +627,6 @@ impl PostgresStore {
         });
         client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(None, e))?;
         Ok(())
-    }
-}
-
-/// Ends a feed whose start did not complete.
-struct FeedGuard<'a> {
-    hub: &'a lock_core::WatchHub,
-    generation: u64,
-    armed: bool,
-}
-
-impl Drop for FeedGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.hub.feed_ended(self.generation);
-        }
     }
 }
 

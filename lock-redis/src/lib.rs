@@ -529,13 +529,7 @@ impl LeaseStore for RedisStore {
     /// One pub/sub subscription per store, on the prefix's channel: every write's script
     /// publishes the lock name, version and record, which go to that lock's watchers.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
-        if let Some(generation) = self.inner.hub.needs_feed()
-            && let Err(e) = self.start_feed(generation).await
-        {
-            self.inner.hub.feed_ended(generation);
-            return Err(e);
-        }
-        Ok(Some(self.inner.hub.subscribe(lock)))
+        self.inner.hub.subscribe_starting(lock, |generation| self.start_feed(generation)).await.map(Some)
     }
 }
 

@@ -412,13 +412,7 @@ impl LeaseStore for ZooKeeperStore {
     /// One persistent recursive watch on the prefix per store, shared by every lock:
     /// each change of a lock's znode is read and handed to that lock's watchers.
     async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
-        if let Some(generation) = self.inner.hub.needs_feed()
-            && let Err(e) = self.start_feed(generation).await
-        {
-            self.inner.hub.feed_ended(generation);
-            return Err(e);
-        }
-        Ok(Some(self.inner.hub.subscribe(lock)))
+        self.inner.hub.subscribe_starting(lock, |generation| self.start_feed(generation)).await.map(Some)
     }
 }
 
