@@ -157,6 +157,20 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// `call`, bounded by `after`: its own result, or [`Error::Timeout`] naming the lock, the
+/// store and the operation once `after` has passed (the call is then dropped).
+pub async fn bounded<T>(
+    lock: &LockName,
+    store: &(dyn std::fmt::Display + Sync),
+    operation: &'static str,
+    after: Duration,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(after, call)
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout { lock: lock.clone(), store: store.to_string(), operation, after }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,7 @@ pub use elector::{
     ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, LeaseDeadlines, Phase, Timing, Unhealthy,
     check_identity,
 };
-pub use error::{BoxError, Error, Result, error_chain};
+pub use error::{BoxError, Error, Result, bounded, error_chain};
 pub use fence::{Fence, FencingTerm};
 pub use hub::{FeedClaim, WatchHub};
 pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};

@@ -373,10 +373,7 @@ impl RedisStore {
     }
 
     async fn bounded<T>(&self, lock: &LockName, operation: &'static str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let after = self.inner.settings.call_timeout;
-        tokio::time::timeout(after, f)
-            .await
-            .unwrap_or_else(|_| Err(Error::Timeout { lock: lock.clone(), store: self.to_string(), operation, after }))
+        lock_core::bounded(lock, self, operation, self.inner.settings.call_timeout, f).await
     }
 
     /// After a write: with `wait_replicas`, waits until that many replicas have it.

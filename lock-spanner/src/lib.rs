@@ -257,9 +257,7 @@ impl SpannerStore {
     }
 
     async fn bounded<T>(&self, lock: &LockName, operation: &'static str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.inner.settings.call_timeout, f).await.unwrap_or_else(|_| {
-            Err(Error::Timeout { lock: lock.clone(), store: self.to_string(), operation, after: self.inner.settings.call_timeout })
-        })
+        lock_core::bounded(lock, self, operation, self.inner.settings.call_timeout, f).await
     }
 
     /// A read-write transaction on the lock's row: `decide` sees the current

@@ -276,10 +276,7 @@ impl ZooKeeperStore {
     }
 
     async fn bounded<T>(&self, lock: &LockName, operation: &'static str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let after = self.inner.settings.call_timeout;
-        tokio::time::timeout(after, f)
-            .await
-            .unwrap_or_else(|_| Err(Error::Timeout { lock: lock.clone(), store: self.to_string(), operation, after }))
+        lock_core::bounded(lock, self, operation, self.inner.settings.call_timeout, f).await
     }
 
     /// The id of the current session (a new one after an expiry).
