@@ -359,16 +359,27 @@ impl Drop for CancelOnDrop {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
                 let _ = tokio::time::timeout(CANCEL_TIMEOUT, async {
-                    match (store.inner.connector.clone(), &store.inner.cancel_to) {
-                        (Some(tls), _) => drop(token.cancel_query(tls).await),
-                        (None, Some((host, port))) => {
-                            if let Ok(stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await {
-                                let mut stream = Lingering(stream);
-                                let _ = token.cancel_query_raw(&mut stream, tokio_postgres::NoTls).await;
-                                stream.until_closed().await;
-                            }
-                        }
-                        (None, None) => drop(token.cancel_query(tokio_postgres::NoTls).await),
+                    let Some((host, port)) = &store.inner.cancel_to else {
+                        // Several hosts: only the driver knows which one the connection took.
+                        let _ = match store.inner.connector.clone() {
+                            Some(tls) => token.cancel_query(tls).await,
+                            None => token.cancel_query(tokio_postgres::NoTls).await,
+                        };
+                        return;
+                    };
+                    let Ok(stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await else { return };
+                    // A second handle on the same socket outlives the driver's, which it
+                    // drops (and would close) as soon as the request is written.
+                    let Some((stream, mut kept)) = duplicate(stream) else { return };
+                    let sent = match store.inner.connector.clone() {
+                        Some(mut tls) => match tokio_postgres::tls::MakeTlsConnect::<Lingering>::make_tls_connect(&mut tls, host) {
+                            Ok(tls) => token.cancel_query_raw(Lingering(stream), tls).await.is_ok(),
+                            Err(_) => false,
+                        },
+                        None => token.cancel_query_raw(Lingering(stream), tokio_postgres::NoTls).await.is_ok(),
+                    };
+                    if sent {
+                        until_closed(&mut kept).await;
                     }
                 })
                 .await;
@@ -377,25 +388,32 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// How long a cancel request may take, connection and answer included.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Two handles on one TCP connection: the connection stays open until both are dropped.
+fn duplicate(stream: tokio::net::TcpStream) -> Option<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    let std = stream.into_std().ok()?;
+    let copy = std.try_clone().ok()?;
+    Some((tokio::net::TcpStream::from_std(std).ok()?, tokio::net::TcpStream::from_std(copy).ok()?))
+}
 
-/// A cancel request's connection that is not half-closed after the request, and is
-/// closed only once the server has closed it — as libpq does. (tokio-postgres shuts the
-/// socket down at once, which PgBouncer 1.18 can take badly.)
-struct Lingering(tokio::net::TcpStream);
-
-impl Lingering {
-    async fn until_closed(&mut self) {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 64];
-        while let Ok(n) = self.0.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
+/// Reads until the server closes the connection (or it fails).
+async fn until_closed(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
     }
 }
+
+/// How long a cancel request may take, connection and answer included.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cancel request's connection that the driver cannot half-close: it is closed only
+/// once the server has closed it, as libpq does. (tokio-postgres shuts the socket down
+/// as soon as the request is written, and PgBouncer 1.18 crashes when a cancel request's
+/// client leaves before the pooler has forwarded it: "bad client state: 0".)
+struct Lingering(tokio::net::TcpStream);
 
 impl tokio::io::AsyncRead for Lingering {
     fn poll_read(
