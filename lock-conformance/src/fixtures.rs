@@ -174,16 +174,27 @@ fn free_loopback_port() -> Result<u16, FixtureError> {
 
 /// Removes the container by id once this process has exited, however it exits.
 fn reap_when_done(id: &str) -> Result<(), FixtureError> {
-    let script = format!("while kill -0 {} 2>/dev/null; do sleep 1; done; docker rm -f -v {id} >/dev/null 2>&1", std::process::id());
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(std::process::Stdio::null())
+    on_exit("container", &format!("docker rm -f -v {id} >/dev/null 2>&1"))
+}
+
+/// Runs a shell `script` once this process has exited, however it exits: the script
+/// waits on a pipe whose only writer is this process (close-on-exec, so no other child
+/// holds it), and end of file means this process is gone — no polling of a pid that
+/// may be reused.
+fn on_exit(what: &str, script: &str) -> Result<(), FixtureError> {
+    let mut watcher = std::process::Command::new("sh")
+        .args(["-c", &format!("read _; {script}")])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map(drop)
-        .map_err(|e| FixtureError(format!("cannot start the container reaper: {e}")))
+        .map_err(|e| FixtureError(format!("cannot start the {what} reaper: {e}")))?;
+    // Held open until this process exits.
+    static WATCHED: Mutex<Vec<std::process::ChildStdin>> = Mutex::new(Vec::new());
+    if let Some(pipe) = watcher.stdin.take() {
+        WATCHED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pipe);
+    }
+    Ok(())
 }
 
 async fn start(spec: ContainerSpec) -> Result<RunningContainer, FixtureError> {
@@ -597,26 +608,18 @@ fn spawn_server(what: &str, mut command: std::process::Command, dir: &std::path:
         .spawn()
         .map_err(|e| FixtureError(format!("cannot start {what}: {e}")))?;
     let pid = child.id();
-    // Pids are reused (threads take them too, and a CI run wraps around pid_max within
-    // minutes): the watcher knows each process by its pid *and* its start time, so it
-    // neither waits on a stranger nor kills one.
-    let me = std::process::id();
-    let (Some(my_start), Some(its_start)) = (start_time(me), start_time(pid)) else {
-        return Err(FixtureError(format!("cannot read the start times of this process and {what} from /proc")));
+    // Pids are reused (a CI run wraps around pid_max within minutes): the server is
+    // known by its pid *and* its start time, so the reaper never kills a stranger.
+    let Some(its_start) = start_time(pid) else {
+        return Err(FixtureError(format!("cannot read the start time of {what} from /proc")));
     };
-    let script = format!(
-        "start() {{ sed 's/^.*) //' /proc/$1/stat 2>/dev/null | cut -d' ' -f20; }}; \
-         while [ \"$(start {me})\" = '{my_start}' ]; do sleep 1; done; \
-         [ \"$(start {pid})\" = '{its_start}' ] && kill {pid} 2>/dev/null; rm -rf '{}'",
-        dir.display()
-    );
-    std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| FixtureError(format!("cannot start the {what} reaper: {e}")))?;
+    on_exit(
+        what,
+        &format!(
+            "[ \"$(sed 's/^.*) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f20)\" = '{its_start}' ] && kill {pid} 2>/dev/null; rm -rf '{}'",
+            dir.display()
+        ),
+    )?;
     Ok(pid)
 }
 
