@@ -226,9 +226,12 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Connections kept in the pool (default 4).
+    /// Connections this store may hold to the server besides its one LISTEN connection
+    /// (default 4, at least 2): `n - 1` pooled for statements, and room for one cancel
+    /// request at a time (a short connection that stops a statement which outlived its
+    /// timeout). However many locks it serves, the store never holds more than `n + 1`.
     pub fn pool_size(mut self, n: usize) -> Self {
-        self.pool_size = n.max(1);
+        self.pool_size = n.max(2);
         self
     }
 

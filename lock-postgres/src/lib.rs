@@ -116,7 +116,7 @@ impl PostgresStoreBuilder {
             Manager::from_config(self.config, tokio_postgres::NoTls, manager_config)
         };
         let pool = Pool::builder(manager)
-            .max_size(self.pool_size)
+            .max_size(self.pool_size - 1)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.connect_timeout))
             .create_timeout(Some(self.connect_timeout))
@@ -139,6 +139,7 @@ impl PostgresStoreBuilder {
             channel,
             notify_prefix,
             statement_timeout: self.statement_timeout,
+            cancels: tokio::sync::Semaphore::new(1),
             hub: Arc::default(),
             stop: tokio::sync::watch::channel(()).0,
             notifications: std::sync::atomic::AtomicU8::new(if self.notify { NOTIFY_UNKNOWN } else { NOTIFY_OFF }),
@@ -177,6 +178,8 @@ struct Inner {
     /// What every notification of this table starts with: `"schema"."table"` and a newline.
     notify_prefix: String,
     statement_timeout: Duration,
+    /// One cancel request at a time: it takes the pool's last place.
+    cancels: tokio::sync::Semaphore,
     /// The watchers of every lock, fed by one LISTEN connection.
     hub: Arc<lock_core::WatchHub>,
     /// Dropped with the store: stops the LISTEN task.
@@ -291,7 +294,7 @@ impl PostgresStore {
         let lock = term.lock.clone();
         let tx = client.transaction().await.map_err(|e| self.error(Some(&lock), e))?;
         let sql = format!("SELECT record FROM {} WHERE name = $1 FOR SHARE", self.inner.qualified);
-        let mut cancel = CancelOnDrop { token: Some(tx.cancel_token()), store: self.clone() };
+        let mut cancel = CancelOnDrop { token: Some(tx.cancel_token()), held: None, store: self.clone() };
         let rows = match tokio::time::timeout(self.inner.statement_timeout, tx.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)])).await {
             Ok(rows) => rows.map_err(|e| self.error(Some(&lock), e))?,
             Err(_) => {
@@ -325,7 +328,8 @@ impl PostgresStore {
     /// keep holding a connection or a row lock.
     async fn query(&self, lock: &LockName, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>> {
         let client = self.client().await?;
-        let mut cancel = CancelOnDrop { token: Some(client.cancel_token()), store: self.clone() };
+        let mut cancel = CancelOnDrop { token: Some(client.cancel_token()), held: None, store: self.clone() };
+        let client = cancel.held.insert(client);
         let result = tokio::time::timeout(self.inner.statement_timeout, client.query_typed(sql, params)).await;
         match result {
             Ok(rows) => {
@@ -343,14 +347,22 @@ impl PostgresStore {
 }
 
 /// Asks the server to cancel a statement still running when its future is dropped.
+///
+/// Connections stay within the pool size: the pool lends `pool_size - 1` connections
+/// for statements, and one cancel request at a time per store takes the last place. The
+/// abandoned statement's connection (`held`) stays out of the pool until the statement
+/// has ended: a cancel that arrived late would otherwise stop whatever the connection
+/// ran next.
 struct CancelOnDrop {
     token: Option<tokio_postgres::CancelToken>,
+    held: Option<deadpool_postgres::Client>,
     store: PostgresStore,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };
+        let held = self.held.take();
         let store = self.store.clone();
         // On a thread of its own, so that the request is finished even if the caller's
         // runtime is shutting down: a cancel connection dropped half-way can crash
@@ -358,34 +370,52 @@ impl Drop for CancelOnDrop {
         let _ = std::thread::Builder::new().name("highlander-pg-cancel".into()).spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
-                let _ = tokio::time::timeout(CANCEL_TIMEOUT, async {
-                    let Some((host, port)) = &store.inner.cancel_to else {
-                        // Several hosts: only the driver knows which one the connection took.
-                        let _ = match store.inner.connector.clone() {
-                            Some(tls) => token.cancel_query(tls).await,
-                            None => token.cancel_query(tokio_postgres::NoTls).await,
-                        };
-                        return;
-                    };
-                    let Ok(stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await else { return };
-                    // A second handle on the same socket outlives the driver's, which it
-                    // drops (and would close) as soon as the request is written.
-                    let Some((stream, mut kept)) = duplicate(stream) else { return };
-                    let sent = match store.inner.connector.clone() {
-                        Some(mut tls) => match tokio_postgres::tls::MakeTlsConnect::<Lingering>::make_tls_connect(&mut tls, host) {
-                            Ok(tls) => token.cancel_query_raw(Lingering(stream), tls).await.is_ok(),
-                            Err(_) => false,
-                        },
-                        None => token.cancel_query_raw(Lingering(stream), tokio_postgres::NoTls).await.is_ok(),
-                    };
-                    if sent {
-                        until_closed(&mut kept).await;
-                    }
+                let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, async {
+                    let Ok(_turn) = store.inner.cancels.acquire().await else { return false };
+                    cancel(&store, token).await
                 })
-                .await;
+                .await
+                .unwrap_or(false);
+                let Some(held) = held else { return };
+                // The server has signalled the statement when it closes the cancel
+                // connection; an empty query queued behind the statement answers once
+                // the statement has ended. Only then is the connection idle and clean
+                // for the pool; otherwise it is closed.
+                let clean =
+                    cancelled && tokio::time::timeout(store.inner.statement_timeout, held.simple_query("")).await.is_ok_and(|r| r.is_ok());
+                if !clean {
+                    drop(deadpool_postgres::Object::take(held));
+                }
             });
         });
     }
+}
+
+/// Sends one cancel request and waits for the server to close its connection: `true`
+/// if it was sent and answered.
+async fn cancel(store: &PostgresStore, token: tokio_postgres::CancelToken) -> bool {
+    let Some((host, port)) = &store.inner.cancel_to else {
+        // Several hosts: only the driver knows which one the connection took.
+        return match store.inner.connector.clone() {
+            Some(tls) => token.cancel_query(tls).await.is_ok(),
+            None => token.cancel_query(tokio_postgres::NoTls).await.is_ok(),
+        };
+    };
+    let Ok(stream) = tokio::net::TcpStream::connect((host.as_str(), *port)).await else { return false };
+    // A second handle on the same socket outlives the driver's, which it drops (and
+    // would close) as soon as the request is written.
+    let Some((stream, mut kept)) = duplicate(stream) else { return false };
+    let sent = match store.inner.connector.clone() {
+        Some(mut tls) => match tokio_postgres::tls::MakeTlsConnect::<Lingering>::make_tls_connect(&mut tls, host) {
+            Ok(tls) => token.cancel_query_raw(Lingering(stream), tls).await.is_ok(),
+            Err(_) => false,
+        },
+        None => token.cancel_query_raw(Lingering(stream), tokio_postgres::NoTls).await.is_ok(),
+    };
+    if sent {
+        until_closed(&mut kept).await;
+    }
+    sent
 }
 
 /// Two handles on one TCP connection: the connection stays open until both are dropped.
