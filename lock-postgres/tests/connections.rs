@@ -83,7 +83,7 @@ async fn cancels_keep_connections_within_the_pool_size_plus_one() {
     for i in 0..12 {
         let (store, lock, version) = (store.clone(), lock.clone(), seen.version.clone());
         updates.push(tokio::spawn(async move {
-            let mut rec = LeaderElectionRecord::new(&format!("napoleon-{i}"), 15, chrono::Utc::now());
+            let mut rec = LeaderElectionRecord::new(format!("napoleon-{i}"), 15, chrono::Utc::now());
             rec.leader_transitions = 1;
             store.update(&lock, &version, &rec).await
         }));
