@@ -151,6 +151,37 @@ pub fn candidate(store: Tap, lock: &LockName, name: &str, terms: &Terms) -> Cand
     Candidate { state, stop, task }
 }
 
+/// One try, up to the moment the store fails: `alpha` leads, `beta` stands by, and the
+/// gate closes on the next acknowledged write — alpha's renewal, or (`takeover`) beta's
+/// takeover once alpha has released. Returns both candidates and that write's version.
+///
+/// # Panics
+/// If alpha does not lead, or no write is acknowledged, within 20 s.
+pub async fn until_acknowledged(
+    alpha: Tap,
+    beta: Tap,
+    gate: &Gate,
+    lock: &LockName,
+    terms: &Terms,
+    takeover: bool,
+) -> (Candidate, Candidate, Version) {
+    let a = candidate(alpha, lock, "alpha", terms);
+    let mut state = a.state.clone();
+    tokio::time::timeout(Duration::from_secs(20), state.wait_for(ElectionState::is_leader)).await.expect("alpha leads").expect("alive");
+    let b = candidate(beta, lock, "beta", terms);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = if takeover {
+        // The acknowledged write is beta's takeover after alpha releases.
+        let acked = gate.arm("beta");
+        a.stop.cancel();
+        acked
+    } else {
+        gate.arm("alpha")
+    };
+    let acked = tokio::time::timeout(Duration::from_secs(20), acked).await.expect("a write was acknowledged").expect("tap");
+    (a, b, acked)
+}
+
 /// How many pairs of terms of different candidates overlapped.
 #[must_use]
 pub fn overlaps(terms: &Terms) -> usize {

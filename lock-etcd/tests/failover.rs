@@ -4,8 +4,8 @@
 //! member that leads the cluster is killed. Raft never loses an acknowledged write:
 //! asserted over `FAILOVER_TRIES` tries, with the pause it causes measured.
 
-use lock_conformance::failover::{Figures, Gate, Tap, Terms, candidate, overlaps, pause_until_written, report, tries};
-use lock_core::{ElectionState, LeaseStore, LockName, SharedStore, StoreUrl};
+use lock_conformance::failover::{Figures, Gate, Tap, Terms, overlaps, pause_until_written, report, tries, until_acknowledged};
+use lock_core::{LeaseStore, LockName, SharedStore, StoreUrl};
 use lock_etcd::EtcdStoreBuilder;
 use std::{
     path::PathBuf,
@@ -106,22 +106,8 @@ async fn failover_of_the_store_when_the_etcd_leader_dies_loses_no_acknowledged_w
         let tap = || Tap::new(Arc::new(open()) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}")).expect("lock");
         let terms = Terms::default();
-        let mut a = candidate(tap(), &lock, "alpha", &terms);
-        tokio::time::timeout(Duration::from_secs(20), a.state.wait_for(ElectionState::is_leader))
-            .await
-            .expect("alpha leads")
-            .expect("alive");
-        let b = candidate(tap(), &lock, "beta", &terms);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let takeover = t % 2 == 1;
-        let acked = if takeover {
-            let acked = gate.arm("beta");
-            a.stop.cancel();
-            acked
-        } else {
-            gate.arm("alpha")
-        };
-        let acked = tokio::time::timeout(Duration::from_secs(20), acked).await.expect("a write was acknowledged").expect("tap");
+        let (a, b, acked) = until_acknowledged(tap(), tap(), &gate, &lock, &terms, takeover).await;
         let failed_at = Instant::now();
         members[lead].kill();
         // The survivors elect a new leader; what they hold must include the acknowledged write.

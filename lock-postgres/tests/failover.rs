@@ -13,8 +13,8 @@
 #[path = "support/server.rs"]
 mod server;
 
-use lock_conformance::failover::{self, Figures, Gate, Tap, Terms, candidate, overlaps, pause_until_written, report, tries};
-use lock_core::{ElectionState, LeaseStore, LockName, SharedStore};
+use lock_conformance::failover::{self, Figures, Gate, Tap, Terms, overlaps, pause_until_written, report, tries, until_acknowledged};
+use lock_core::{LeaseStore, LockName, SharedStore};
 use lock_postgres::PostgresStore;
 use server::{Server, TempDir, as_postgres, chown, pg_bin, run};
 use std::{path::Path, sync::Arc, time::Duration};
@@ -92,23 +92,8 @@ async fn experiment(synchronous: bool, tries: usize) -> Figures {
         let tap = || Tap::new(Arc::new(PostgresStore::builder(&url).expect("url").build().expect("store")) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}-{}", std::process::id())).expect("lock");
         let terms = Terms::default();
-        let mut a = candidate(tap(), &lock, "alpha", &terms);
-        tokio::time::timeout(Duration::from_secs(20), a.state.wait_for(ElectionState::is_leader))
-            .await
-            .expect("alpha leads")
-            .expect("alive");
-        let b = candidate(tap(), &lock, "beta", &terms);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let takeover = t % 2 == 1;
-        let acked = if takeover {
-            // The acknowledged write is beta's takeover after alpha releases.
-            let acked = gate.arm("beta");
-            a.stop.cancel();
-            acked
-        } else {
-            gate.arm("alpha")
-        };
-        let acked = tokio::time::timeout(Duration::from_secs(20), acked).await.expect("a write was acknowledged").expect("tap");
+        let (a, b, acked) = until_acknowledged(tap(), tap(), &gate, &lock, &terms, takeover).await;
         let failed_at = Instant::now();
         // The primary's region is lost right after it acknowledged: the server dies and
         // what was on the way to the replica with it. The replica is promoted.

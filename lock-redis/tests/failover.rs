@@ -9,10 +9,10 @@
 //! with `wait_replicas=1`; the asynchronous default is only measured (it loses them).
 
 use lock_conformance::failover::{
-    self, Figures, Gate, Tap, Terms, candidate, delaying_proxy, overlaps, pause_until_written, report, tries,
+    self, Figures, Gate, Tap, Terms, delaying_proxy, overlaps, pause_until_written, report, tries, until_acknowledged,
 };
 use lock_conformance::fixtures::{ServerProcess, redis_server};
-use lock_core::{ElectionState, LeaseStore, LockName, SharedStore};
+use lock_core::{LeaseStore, LockName, SharedStore};
 use lock_redis::RedisStore;
 use std::{sync::Arc, time::Duration};
 use tokio::{net::TcpStream, sync::watch, time::Instant};
@@ -87,22 +87,8 @@ async fn experiment(wait_replicas: u32, tries: usize) -> Figures {
         let tap = |store: RedisStore| Tap::new(Arc::new(store) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}")).expect("lock");
         let terms = Terms::default();
-        let mut a = candidate(tap(store_a), &lock, "alpha", &terms);
-        tokio::time::timeout(Duration::from_secs(20), a.state.wait_for(ElectionState::is_leader))
-            .await
-            .expect("alpha leads")
-            .expect("alive");
-        let b = candidate(tap(store_b), &lock, "beta", &terms);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let takeover = t % 2 == 1;
-        let acked = if takeover {
-            let acked = gate.arm("beta");
-            a.stop.cancel();
-            acked
-        } else {
-            gate.arm("alpha")
-        };
-        let acked = tokio::time::timeout(Duration::from_secs(20), acked).await.expect("a write was acknowledged").expect("tap");
+        let (a, b, acked) = until_acknowledged(tap(store_a), tap(store_b), &gate, &lock, &terms, takeover).await;
         let failed_at = Instant::now();
         // The primary's region is lost right after it acknowledged: what was on the way to
         // the replica is lost with it. The replica is promoted and takes the address.
