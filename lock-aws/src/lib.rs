@@ -4,7 +4,7 @@
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lock_core::{Error, Params, Result};
-use std::{fmt, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 /// The environment variables that hold AWS secrets.
 pub const SECRET_ENV: &[&str] = &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
@@ -39,11 +39,21 @@ pub struct AwsConfig {
     endpoint: Option<String>,
     static_credentials: Option<(String, Secret)>,
     call_timeout: Duration,
+    max_in_flight: usize,
 }
+
+/// Requests one store may have in flight at once unless told otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
 impl Default for AwsConfig {
     fn default() -> Self {
-        Self { region: None, endpoint: None, static_credentials: None, call_timeout: Duration::from_secs(5) }
+        Self {
+            region: None,
+            endpoint: None,
+            static_credentials: None,
+            call_timeout: Duration::from_secs(5),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 }
 
@@ -68,6 +78,19 @@ impl AwsConfig {
         self.call_timeout = d;
     }
 
+    /// At most `n` requests of the store in flight at once (default 16): its HTTP
+    /// connections, which the SDK opens one per concurrent request, are bounded by it
+    /// however many locks the store serves.
+    pub fn set_max_in_flight(&mut self, n: usize) {
+        self.max_in_flight = n;
+    }
+
+    /// The store's bound on requests in flight, waited for within the call timeout.
+    #[must_use]
+    pub fn in_flight(&self) -> InFlight {
+        InFlight { permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)), n: self.max_in_flight, wait: self.call_timeout }
+    }
+
     /// The region, if set.
     #[must_use]
     pub fn region(&self) -> Option<&str> {
@@ -80,14 +103,22 @@ impl AwsConfig {
         self.endpoint.as_deref()
     }
 
-    /// Takes `region=` and `endpoint=` from a store URL's parameters.
-    pub fn take_params(&mut self, params: &mut Params<'_>) {
+    /// Takes `region=`, `endpoint=` and `max_in_flight=` from a store URL's parameters.
+    /// `what` names the store in messages.
+    pub fn take_params(&mut self, params: &mut Params<'_>, what: &str) -> Result<()> {
         if let Some(region) = params.take("region") {
             self.set_region(region);
         }
         if let Some(endpoint) = params.take("endpoint") {
             self.set_endpoint(endpoint);
         }
+        if let Some(n) = params.take("max_in_flight") {
+            let n = n
+                .parse::<usize>()
+                .map_err(|_| Error::Config(format!("{what}: max_in_flight={} is not a whole number of requests", lock_core::Escaped(n))))?;
+            self.set_max_in_flight(n);
+        }
+        Ok(())
     }
 
     /// Checks what was set; `what` names the store in messages. An endpoint is
@@ -115,6 +146,9 @@ impl AwsConfig {
         }
         if self.call_timeout.is_zero() {
             return Err(Error::Config(format!("{what}: the call timeout must be greater than zero")));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(Error::Config(format!("{what}: max_in_flight must be between 1 and {MAX_IN_FLIGHT}, not {}", self.max_in_flight)));
         }
         Ok(())
     }
@@ -151,6 +185,48 @@ impl AwsConfig {
         }
     }
 }
+
+/// The largest `max_in_flight` accepted.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// A store's bound on its requests in flight (see [`AwsConfig::set_max_in_flight`]).
+/// Clones share the bound.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    n: usize,
+    wait: Duration,
+}
+
+impl InFlight {
+    /// Sends `request` (an SDK call's `send()`) once fewer than the bound are in flight;
+    /// a request that cannot start within the call timeout fails as a timeout.
+    ///
+    /// # Errors
+    /// The request's own error, or [`SdkError::TimeoutError`] if it never started.
+    pub async fn send<O, E, R>(
+        &self,
+        request: impl Future<Output = std::result::Result<O, SdkError<E, R>>>,
+    ) -> std::result::Result<O, SdkError<E, R>> {
+        match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(Ok(_permit)) => request.await,
+            _ => Err(SdkError::timeout_error(format!(
+                "{} requests of this store were in flight for the whole call timeout ({:?})",
+                self.n, self.wait
+            ))),
+        }
+    }
+}
+
+/// `request.send().within(&limit)`: [`InFlight::send`] at the end of an SDK call chain.
+pub trait SendWithin<O, E, R>: Future<Output = std::result::Result<O, SdkError<E, R>>> + Sized {
+    /// Sends once fewer than the store's bound are in flight.
+    fn within(self, limit: &InFlight) -> impl Future<Output = std::result::Result<O, SdkError<E, R>>> {
+        limit.send(self)
+    }
+}
+
+impl<F, O, E, R> SendWithin<O, E, R> for F where F: Future<Output = std::result::Result<O, SdkError<E, R>>> {}
 
 /// An SDK error in one line: `Code: message (HTTP 400)` for a service's answer, the
 /// cause for a connection that failed, never the SDK's `Debug` form.
@@ -236,6 +312,13 @@ macro_rules! builder_methods {
             self
         }
 
+        /// At most `n` requests in flight at once (default 16, at most 1024): the
+        /// store's HTTP connections are bounded by it, however many locks it serves.
+        pub fn max_in_flight(mut self, n: usize) -> Self {
+            self.aws.set_max_in_flight(n);
+            self
+        }
+
         /// Follows an elector's settings: no request outlives its call timeout.
         pub fn options(mut self, options: &lock_core::OpenOptions) -> Self {
             self.aws.set_call_timeout(options.call_timeout);
@@ -263,5 +346,66 @@ mod tests {
         assert_eq!(c.describe(), " at http://127.0.0.1:8000/base");
         c.set_region("eu west");
         assert!(c.check("t").expect_err("bad region").to_string().contains("not an AWS region"));
+    }
+
+    type Sent = std::result::Result<(), SdkError<std::io::Error, ()>>;
+
+    /// At most `max_in_flight` requests run at once; the others wait their turn, and
+    /// one that cannot start within the call timeout fails as a timeout (paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_are_bounded_and_waiting_is_within_the_call_timeout() {
+        let mut c = AwsConfig::default();
+        c.set_max_in_flight(2);
+        c.set_call_timeout(Duration::from_secs(5));
+        let limit = c.in_flight();
+        let (now, most) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+        let request = |hold: Duration| {
+            let (now, most) = (now.clone(), most.clone());
+            async move {
+                let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                Sent::Ok(())
+            }
+        };
+        // Six 1 s requests through a bound of 2: three rounds, all within 5 s.
+        let started = tokio::time::Instant::now();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (limit, request) = (limit.clone(), request(Duration::from_secs(1)));
+                tokio::spawn(async move { limit.send(request).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task").expect("sent");
+        }
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        // Two requests hold both places for 10 s: a third waits 5 s, then times out.
+        let (a, b) = (limit.send(request(Duration::from_secs(10))), limit.send(request(Duration::from_secs(10))));
+        let third = async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let asked = tokio::time::Instant::now();
+            (limit.send(request(Duration::ZERO)).await, asked.elapsed())
+        };
+        let (_, _, (third, waited)) = tokio::join!(a, b, third);
+        let err = third.expect_err("no place within the call timeout");
+        assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
+        assert_eq!(waited, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn max_in_flight_from_the_url_is_checked_and_named() {
+        let url = lock_core::StoreUrl::parse("dynamodb://t?max_in_flight=abc").expect("url");
+        let mut c = AwsConfig::default();
+        let e = c.take_params(&mut url.params(), "dynamodb table t").expect_err("not a number").to_string();
+        assert!(e.contains("dynamodb table t") && e.contains("max_in_flight"), "{e}");
+        for (n, ok) in [("0", false), ("1", true), ("1024", true), ("1025", false)] {
+            let url = lock_core::StoreUrl::parse(&format!("dynamodb://t?max_in_flight={n}")).expect("url");
+            let mut c = AwsConfig::default();
+            c.take_params(&mut url.params(), "dynamodb table t").expect("a number");
+            assert_eq!(c.check("dynamodb table t").is_ok(), ok, "max_in_flight={n}");
+        }
     }
 }

@@ -32,7 +32,7 @@ use aws_sdk_dynamodb::{
     },
 };
 use bytes::Bytes;
-use lock_aws::AwsConfig;
+use lock_aws::{AwsConfig, SendWithin};
 use lock_core::{
     Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
     encode_record,
@@ -69,7 +69,7 @@ pub struct DynamoDbStoreBuilder {
 }
 
 impl DynamoDbStoreBuilder {
-    /// From Highlander's URL: `dynamodb://TABLE?region=…&endpoint=…&key=…`; credentials
+    /// From Highlander's URL: `dynamodb://TABLE?region=…&endpoint=…&key=…&max_in_flight=16`; credentials
     /// from the AWS chain. Anything else is refused by name.
     pub fn from_url(url: &StoreUrl) -> Result<Self> {
         if url.scheme() != "dynamodb" {
@@ -81,11 +81,11 @@ impl DynamoDbStoreBuilder {
         }
         let mut b = DynamoDbStore::builder(url.single_host("table")?);
         let mut p = url.params();
-        b.aws.take_params(&mut p);
+        b.aws.take_params(&mut p, &format!("dynamodb table {}", b.table))?;
         if let Some(key) = p.take("key") {
             b = b.key_attribute(key);
         }
-        p.finish(&["region", "endpoint", "key"])?;
+        p.finish(&["region", "endpoint", "max_in_flight", "key"])?;
         Ok(b)
     }
 
@@ -128,7 +128,9 @@ impl DynamoDbStoreBuilder {
     /// Builds the store on a client you configured yourself.
     pub fn with_client(self, client: Client) -> DynamoDbStore {
         let description = format!("dynamodb table {}{}", self.table, self.aws.describe());
-        DynamoDbStore { inner: Arc::new(Inner { client, table: self.table, key: self.key_attribute, description }) }
+        DynamoDbStore {
+            inner: Arc::new(Inner { client, in_flight: self.aws.in_flight(), table: self.table, key: self.key_attribute, description }),
+        }
     }
 }
 
@@ -146,7 +148,7 @@ impl Backend for DynamoDbBackend {
     }
 
     fn grammar(&self) -> &'static str {
-        "dynamodb://TABLE?region=…&endpoint=…&key=… (the AWS credential chain)"
+        "dynamodb://TABLE?region=…&endpoint=…&key=…&max_in_flight=16 (the AWS credential chain)"
     }
 
     fn secret_env(&self) -> &'static [&'static str] {
@@ -164,6 +166,7 @@ impl Backend for DynamoDbBackend {
 
 struct Inner {
     client: Client,
+    in_flight: lock_aws::InFlight,
     table: String,
     key: String,
     description: String,
@@ -211,6 +214,7 @@ impl DynamoDbStore {
             )
             .key_schema(KeySchemaElement::builder().attribute_name(&i.key).key_type(KeyType::Hash).build().map_err(|e| self.config(e))?)
             .send()
+            .within(&self.inner.in_flight)
             .await;
         if let Err(e) = created {
             match errors::classify(&e) {
@@ -219,7 +223,14 @@ impl DynamoDbStore {
             }
         }
         for _ in 0..120 {
-            let described = i.client.describe_table().table_name(&i.table).send().await.map_err(|e| errors::map(self, None, e))?;
+            let described = i
+                .client
+                .describe_table()
+                .table_name(&i.table)
+                .send()
+                .within(&self.inner.in_flight)
+                .await
+                .map_err(|e| errors::map(self, None, e))?;
             if described.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
                 return Ok(());
             }
@@ -263,7 +274,7 @@ impl DynamoDbStore {
             .map_err(|e| self.config(e))?;
         let mut all = vec![TransactWriteItem::builder().condition_check(check).build()];
         all.extend(items);
-        match self.inner.client.transact_write_items().set_transact_items(Some(all)).send().await {
+        match self.inner.client.transact_write_items().set_transact_items(Some(all)).send().within(&self.inner.in_flight).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let reasons: Vec<Option<String>> = match e.as_service_error() {
@@ -336,6 +347,7 @@ impl DynamoDbStore {
             .set_key(Some(self.key(lock)))
             .consistent_read(true)
             .send()
+            .within(&self.inner.in_flight)
             .await
             .map_err(|e| errors::map(self, Some(lock), e))?;
         Ok(out.item)
@@ -373,7 +385,7 @@ impl DynamoDbStore {
         } else {
             request.expression_attribute_names("#k", &self.inner.key)
         };
-        match (request.send().await, expected) {
+        match (request.send().within(&self.inner.in_flight).await, expected) {
             (Ok(_), _) => Ok(Version::new(version.to_string())),
             // A failed `attribute_not_exists` on create means the item is there.
             (Err(e), None) => Err(match errors::map(self, Some(lock), e) {
@@ -441,6 +453,7 @@ impl RawAccess for DynamoDbStore {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
+            .within(&self.inner.in_flight)
             .await
             .map_err(|e| errors::map(self, Some(lock), e))?;
         Ok(())

@@ -25,7 +25,7 @@ pub use aws_sdk_s3;
 use async_trait::async_trait;
 use aws_sdk_s3::{Client, primitives::ByteStream};
 use bytes::Bytes;
-use lock_aws::AwsConfig;
+use lock_aws::{AwsConfig, SendWithin};
 use lock_core::{
     Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
     encode_record,
@@ -50,7 +50,7 @@ pub struct S3StoreBuilder {
 }
 
 impl S3StoreBuilder {
-    /// From Highlander's URL: `s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true`;
+    /// From Highlander's URL: `s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true&max_in_flight=16`;
     /// credentials from the AWS chain. Anything else is refused by name.
     pub fn from_url(url: &StoreUrl) -> Result<Self> {
         if url.scheme() != "s3" {
@@ -62,9 +62,9 @@ impl S3StoreBuilder {
             b = b.prefix(url.path());
         }
         let mut p = url.params();
-        b.aws.take_params(&mut p);
+        b.aws.take_params(&mut p, &format!("s3 bucket {}", b.bucket))?;
         b.path_style = p.flag("path_style")?;
-        p.finish(&["region", "endpoint", "path_style"])?;
+        p.finish(&["region", "endpoint", "max_in_flight", "path_style"])?;
         Ok(b)
     }
 
@@ -106,7 +106,9 @@ impl S3StoreBuilder {
     /// Builds the store on a client you configured yourself.
     pub fn with_client(self, client: Client) -> S3Store {
         let description = format!("s3://{}/{}{}", self.bucket, self.prefix, self.aws.describe());
-        S3Store { inner: Arc::new(Inner { client, bucket: self.bucket, prefix: self.prefix, description }) }
+        S3Store {
+            inner: Arc::new(Inner { client, in_flight: self.aws.in_flight(), bucket: self.bucket, prefix: self.prefix, description }),
+        }
     }
 }
 
@@ -124,7 +126,7 @@ impl Backend for S3Backend {
     }
 
     fn grammar(&self) -> &'static str {
-        "s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true (the AWS credential chain)"
+        "s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true&max_in_flight=16 (the AWS credential chain)"
     }
 
     fn secret_env(&self) -> &'static [&'static str] {
@@ -142,6 +144,7 @@ impl Backend for S3Backend {
 
 struct Inner {
     client: Client,
+    in_flight: lock_aws::InFlight,
     bucket: String,
     prefix: String,
     description: String,
@@ -185,7 +188,7 @@ impl S3Store {
 
     /// Creates the bucket if it is missing. For development and emulators.
     pub async fn ensure_bucket(&self) -> Result<()> {
-        match self.inner.client.create_bucket().bucket(&self.inner.bucket).send().await {
+        match self.inner.client.create_bucket().bucket(&self.inner.bucket).send().within(&self.inner.in_flight).await {
             Ok(_) => Ok(()),
             Err(e) => match errors::code(&e).as_deref() {
                 Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
@@ -219,12 +222,21 @@ impl S3Store {
             Some(etag) => request.if_match(etag.as_str()),
             None => request.if_none_match("*"),
         };
-        let out = request.send().await.map_err(|e| errors::map(self, Some(lock), op, e))?;
+        let out = request.send().within(&self.inner.in_flight).await.map_err(|e| errors::map(self, Some(lock), op, e))?;
         out.e_tag().map(Version::new).ok_or_else(|| Error::Backend { store: self.to_string(), source: "PutObject returned no ETag".into() })
     }
 
     async fn fetch(&self, lock: &LockName) -> Result<Option<(Bytes, String)>> {
-        let out = match self.inner.client.get_object().bucket(&self.inner.bucket).key(self.key(lock)).send().await {
+        let out = match self
+            .inner
+            .client
+            .get_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .send()
+            .within(&self.inner.in_flight)
+            .await
+        {
             Ok(out) => out,
             Err(e) if errors::code(&e).as_deref() == Some("NoSuchKey") => return Ok(None),
             Err(e) => return Err(errors::map(self, Some(lock), errors::Operation::Get, e)),
@@ -274,6 +286,7 @@ impl RawAccess for S3Store {
             .key(self.key(lock))
             .body(ByteStream::from(raw.to_vec()))
             .send()
+            .within(&self.inner.in_flight)
             .await
             .map_err(|e| errors::map(self, Some(lock), errors::Operation::Other, e))?;
         Ok(())
