@@ -359,6 +359,15 @@ fn deadline_line(leadership: &Leadership) -> String {
     format!("deadline {} {}\n", nanos(d.valid_until.boottime), nanos(d.kill_by.boottime))
 }
 
+/// However a command's supervision ends — even a supervising task aborted mid-wait —
+/// its guard's pid leaves the set the reaper skips, so that a later process that reuses
+/// the pid is reaped.
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.guards.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.guard_pid);
+    }
+}
+
 impl Guarded {
     async fn start(spec: &Spec, leadership: &Leadership) -> Result<Self, Start> {
         let (ours, theirs) =

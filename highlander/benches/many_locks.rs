@@ -8,7 +8,9 @@
 //! processes). The parent samples who leads what every 250 ms from those intervals and
 //! reads each process's memory, CPU and TCP connections to the store from /proc. Its last
 //! line is one JSON object; it exits non-zero if a lock ever had two leaders, ended with
-//! none, or changed hands after its first election.
+//! none, or changed hands after its first election — or, with
+//! `MANY_LOCKS_MAX_CONNECTIONS=N`, if a process ever held more than N connections to the
+//! store.
 //!
 //! `MANY_LOCKS_STORE=postgres://… cargo bench -p highlander --bench many_locks`
 
@@ -292,7 +294,19 @@ fn parent() -> Result<bool, String> {
         "connections_per_process": if port.is_some() { serde_json::json!(max_connections) } else { serde_json::Value::Null },
     });
     println!("{json}");
-    Ok(led_at_end == locks && max_leaders <= 1 && changes == 0 && leaderless_samples == 0)
+    // A bound on connections, for CI: e.g. a Postgres store's pool size + 1.
+    let connections_ok = match (std::env::var("MANY_LOCKS_MAX_CONNECTIONS").ok(), port) {
+        (None, _) => true,
+        (Some(limit), Some(_)) => {
+            let limit: usize = limit.parse().map_err(|_| format!("MANY_LOCKS_MAX_CONNECTIONS={limit:?} is not a number"))?;
+            if max_connections > limit {
+                eprintln!("many_locks: a process held {max_connections} connections to the store, over the bound of {limit}");
+            }
+            max_connections <= limit
+        }
+        (Some(_), None) => return Err("MANY_LOCKS_MAX_CONNECTIONS needs a store whose port is known".into()),
+    };
+    Ok(led_at_end == locks && max_leaders <= 1 && changes == 0 && leaderless_samples == 0 && connections_ok)
 }
 
 fn rand_run() -> u32 {
