@@ -16,8 +16,18 @@ pub const DEFAULT_TABLE: &str = "highlander_leases";
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// The URL parameters this backend takes.
-const PARAMS: &[&str] =
-    &["table", "schema", "sslmode", "sslrootcert", "application_name", "connect_timeout", "target_session_attrs", "listen", "notify"];
+const PARAMS: &[&str] = &[
+    "table",
+    "schema",
+    "sslmode",
+    "sslrootcert",
+    "application_name",
+    "connect_timeout",
+    "target_session_attrs",
+    "listen",
+    "notify",
+    "cancel",
+];
 
 /// Builds a [`PostgresStore`].
 #[must_use = "a builder does nothing until .build()"]
@@ -34,6 +44,8 @@ pub struct PostgresStoreBuilder {
     pub(crate) listen: Option<(String, u16)>,
     /// Whether to use change notifications at all.
     pub(crate) notify: bool,
+    /// Whether to cancel statements that outlive their timeout.
+    pub(crate) cancel: bool,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -95,6 +107,7 @@ impl PostgresStoreBuilder {
             connect_timeout: Duration::from_secs(5),
             listen: None,
             notify: true,
+            cancel: true,
         }
     }
 
@@ -196,6 +209,11 @@ impl PostgresStoreBuilder {
             Some("false") => false,
             Some(_) => return Err(Error::Config(format!("{scheme}:// parameter notify must be true or false"))),
         };
+        builder.cancel = match p.take("cancel") {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(Error::Config(format!("{scheme}:// parameter cancel must be true or false"))),
+        };
         p.finish(PARAMS)?;
         Ok(builder.with_env())
     }
@@ -254,6 +272,16 @@ impl PostgresStoreBuilder {
     /// pooler, which cannot deliver notifications (the URL's `listen=HOST:PORT`).
     pub fn listen_directly(mut self, host: impl Into<String>, port: u16) -> Self {
         self.listen = Some((host.into(), port));
+        self
+    }
+
+    /// Cancel a statement that outlives its timeout (default true; the URL's
+    /// `cancel=false` turns it off). Off, such a statement's connection is closed
+    /// instead, and the server finishes or abandons the statement on its own: for
+    /// PgBouncer 1.18 (and others without the fix for pgbouncer/pgbouncer#822) in
+    /// transaction mode, which can crash on any cancel request.
+    pub fn cancel_on_timeout(mut self, yes: bool) -> Self {
+        self.cancel = yes;
         self
     }
 

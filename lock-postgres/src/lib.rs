@@ -139,6 +139,7 @@ impl PostgresStoreBuilder {
             channel,
             notify_prefix,
             statement_timeout: self.statement_timeout,
+            cancel: self.cancel,
             cancels: tokio::sync::Semaphore::new(1),
             hub: Arc::default(),
             stop: tokio::sync::watch::channel(()).0,
@@ -178,6 +179,8 @@ struct Inner {
     /// What every notification of this table starts with: `"schema"."table"` and a newline.
     notify_prefix: String,
     statement_timeout: Duration,
+    /// Whether statements that outlive their timeout are cancelled (else closed).
+    cancel: bool,
     /// One cancel request at a time: it takes the pool's last place.
     cancels: tokio::sync::Semaphore,
     /// The watchers of every lock, fed by one LISTEN connection.
@@ -363,6 +366,13 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };
         let held = self.held.take();
+        if !self.store.inner.cancel {
+            // Not cancelled: the connection is closed, never reused.
+            if let Some(held) = held {
+                drop(deadpool_postgres::Object::take(held));
+            }
+            return;
+        }
         let store = self.store.clone();
         // On a thread of its own, so that the request is finished even if the caller's
         // runtime is shutting down: a cancel connection dropped half-way can crash

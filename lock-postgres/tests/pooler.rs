@@ -18,7 +18,7 @@ async fn through_a_transaction_pooler_notifications_are_found_missing_and_not_de
     assert!(store.watch(&lock).await.expect("watch").is_none(), "no watch that would not deliver");
 
     // With listen= the server itself, notifications come back, past the pooler.
-    let direct = format!("{url}?listen={server}");
+    let direct = format!("{url}?cancel=false&listen={server}");
     let store = open(&direct).await;
     assert!(store.capabilities().watch, "LISTEN on the server directly delivers");
     let mut changes = store.watch(&lock).await.expect("watch").expect("a watch");
@@ -53,42 +53,83 @@ async fn the_poolers_own_errors_are_shown_not_db_error() {
 }
 
 /// Every abandoned statement sends a cancel request through the pooler. PgBouncer 1.18
-/// crashes ("bad client state: 0") when a cancel request's client leaves before the
-/// pooler has forwarded it, as tokio-postgres's own cancel does: the store's cancels
-/// must wait for the pooler, over plain TCP and with `sslmode=prefer` (the default).
+/// crashes ("bad client state: 0", pgbouncer/pgbouncer#801) when a cancel request's
+/// client leaves before the pooler has forwarded it, as tokio-postgres's own cancel
+/// does: the store's cancels must wait for the pooler, over plain TCP and with
+/// `sslmode=prefer` (the default). (Session mode: in transaction mode PgBouncer 1.18
+/// crashes on cancels whoever sends them, #822 — see the next test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_statements_are_cancelled_without_crashing_the_pooler() {
-    for mode in ["session", "transaction"] {
-        let (url, server) = fixtures::pgbouncer_url(mode).await.expect("pgbouncer");
-        fixtures::ready(&lock_postgres::BACKEND, &url).await.expect("ready");
-        let lock = lock_conformance::unique_lock("pooler-cancel");
-        let pooled = open(&url).await;
-        pooled.create(&lock, &lock_core::LeaderElectionRecord::new("stalin", 15, chrono::Utc::now())).await.expect("create");
-        let seen = pooled.get(&lock).await.expect("get").expect("record");
-
-        // The lease row locked by a transaction on the server itself: updates wait.
-        let (user_info, rest) = url.split_once('@').expect("user-info");
-        let db = rest.split_once('/').map_or("", |(_, db)| db);
-        let direct = lock_postgres::PostgresStore::builder(&format!("{user_info}@{server}/{db}")).expect("url").build().expect("builds");
-        let mut holder = direct.connection().await.expect("direct connection");
-        let tx = holder.transaction().await.expect("begin");
-        tx.execute("SELECT 1 FROM highlander_leases WHERE name = $1 FOR UPDATE", &[&lock.as_str()]).await.expect("row lock");
-
-        for modes in ["sslmode=prefer", "sslmode=disable"] {
-            let store = open(&format!("{url}?{modes}")).await;
-            for _ in 0..10 {
-                let mut rec = lock_core::LeaderElectionRecord::new("napoleon", 15, chrono::Utc::now());
-                rec.leader_transitions = 1;
-                let waited = tokio::time::timeout(std::time::Duration::from_millis(100), store.update(&lock, &seen.version, &rec)).await;
-                // (Through a transaction pooler the previous round's cancel may reach the
-                // server connection this statement got: it fails, which is fine.)
-                assert!(!matches!(waited, Ok(Ok(_))), "{mode}, {modes}: the update did not wait for the row lock");
-            }
+    let (url, server) = fixtures::pgbouncer_url("session").await.expect("pgbouncer");
+    let (lock, tx) = abandon_updates(&url, &server, "").await;
+    // Every abandoned statement is cancelled while the row is still locked: none is
+    // left waiting.
+    let mut waiting = i64::MAX;
+    for _ in 0..200 {
+        let row = tx
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()", &[])
+            .await
+            .expect("pg_stat_activity");
+        waiting = row.get(0);
+        if waiting == 0 {
+            break;
         }
-        tx.rollback().await.expect("rollback");
-        // The cancels run on threads of their own: give them time to reach the pooler.
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let alive = open(&url).await.get(&lock).await;
-        assert!(alive.is_ok(), "{mode}: the pooler died after the cancels: {alive:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert_eq!(waiting, 0, "abandoned statements still wait for the row lock: their cancels did not arrive");
+    tx.rollback().await.expect("rollback");
+    let alive = open(&url).await.get(&lock).await;
+    assert!(alive.is_ok(), "the pooler died after the cancels: {alive:?}\n{}", pooler_log("session"));
+}
+
+/// With `cancel=false` (for PgBouncer 1.18 in transaction mode, pgbouncer#822) an abandoned
+/// statement's connection is closed, no cancel request is sent, and the pooler lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cancel_off_abandoned_statements_send_no_cancel_request() {
+    let (url, server) = fixtures::pgbouncer_url("transaction").await.expect("pgbouncer");
+    let (lock, tx) = abandon_updates(&url, &server, "cancel=false&").await;
+    tx.rollback().await.expect("rollback");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let alive = open(&format!("{url}?cancel=false")).await.get(&lock).await;
+    let log = pooler_log("transaction");
+    assert!(alive.is_ok(), "the pooler died: {alive:?}\n{log}");
+    assert!(!log.contains("cancel request"), "a cancel request was sent:\n{log}");
+}
+
+/// Creates a lock through the pooler at `url`, locks its row on the server itself, and
+/// abandons 20 updates of it (100 ms each) through stores opened with `params` and
+/// each `sslmode`. Returns the lock and the transaction holding the row.
+async fn abandon_updates<'a>(url: &str, server: &str, params: &str) -> (lock_core::LockName, deadpool_postgres::Transaction<'a>) {
+    fixtures::ready(&lock_postgres::BACKEND, url).await.expect("ready");
+    let lock = lock_conformance::unique_lock("pooler-cancel");
+    let pooled = open(&format!("{url}?{params}sslmode=prefer")).await;
+    pooled.create(&lock, &lock_core::LeaderElectionRecord::new("stalin", 15, chrono::Utc::now())).await.expect("create");
+    let seen = pooled.get(&lock).await.expect("get").expect("record");
+
+    // The lease row locked by a transaction on the server itself: updates wait.
+    let (user_info, rest) = url.split_once('@').expect("user-info");
+    let db = rest.split_once('/').map_or("", |(_, db)| db);
+    let direct = lock_postgres::PostgresStore::builder(&format!("{user_info}@{server}/{db}")).expect("url").build().expect("builds");
+    let holder: &'a mut deadpool_postgres::Client = Box::leak(Box::new(direct.connection().await.expect("direct connection")));
+    let tx = holder.transaction().await.expect("begin");
+    tx.execute("SELECT 1 FROM highlander_leases WHERE name = $1 FOR UPDATE", &[&lock.as_str()]).await.expect("row lock");
+
+    for modes in ["sslmode=prefer", "sslmode=disable"] {
+        let store = open(&format!("{url}?{params}{modes}")).await;
+        for _ in 0..10 {
+            let mut rec = lock_core::LeaderElectionRecord::new("napoleon", 15, chrono::Utc::now());
+            rec.leader_transitions = 1;
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(100), store.update(&lock, &seen.version, &rec)).await;
+            assert!(!matches!(waited, Ok(Ok(_))), "{modes}: the update did not wait for the row lock");
+        }
+    }
+    (lock, tx)
+}
+
+/// The end of the fixture pooler's log (its directory is this process's).
+fn pooler_log(mode: &str) -> String {
+    let path = std::env::temp_dir().join(format!("highlander-pgbouncer-{mode}-{}", std::process::id())).join("pgbouncer.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("{}: {e}", path.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
