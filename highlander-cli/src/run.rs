@@ -421,9 +421,9 @@ impl Guarded {
         }
     }
 
+    /// Waits for the guard to exit (its pid leaves the reaper's skip-set on drop).
     async fn abandon(&mut self) {
         let _ = self.guard.wait().await;
-        self.guards.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.guard_pid);
     }
 
     fn group(&self) -> Option<Pid> {

@@ -81,7 +81,7 @@ impl DynamoDbStoreBuilder {
         }
         let mut b = DynamoDbStore::builder(url.single_host("table")?);
         let mut p = url.params();
-        b.aws.take_params(&mut p, &format!("dynamodb table {}", b.table))?;
+        b.aws.take_params(&mut p, &b.subject())?;
         if let Some(key) = p.take("key") {
             b = b.key_attribute(key);
         }
@@ -90,6 +90,11 @@ impl DynamoDbStoreBuilder {
     }
 
     lock_aws::builder_methods!();
+
+    /// `dynamodb table TABLE`, for messages.
+    fn subject(&self) -> String {
+        format!("dynamodb table {}", self.table)
+    }
 
     /// The partition-key attribute name (default `lock_name`).
     pub fn key_attribute(mut self, name: impl Into<String>) -> Self {
@@ -115,19 +120,19 @@ impl DynamoDbStoreBuilder {
                 lock_core::Escaped(&self.key_attribute)
             )));
         }
-        self.aws.check(&format!("dynamodb table {}", self.table))
+        self.aws.check(&self.subject())
     }
 
     /// Loads the AWS configuration (credentials, region) and builds the store.
     pub async fn connect(self) -> Result<DynamoDbStore> {
         self.validate()?;
-        let shared = self.aws.load(&format!("dynamodb table {}", self.table)).await?;
+        let shared = self.aws.load(&self.subject()).await?;
         Ok(self.with_client(Client::new(&shared)))
     }
 
     /// Builds the store on a client you configured yourself.
     pub fn with_client(self, client: Client) -> DynamoDbStore {
-        let description = format!("dynamodb table {}{}", self.table, self.aws.describe());
+        let description = format!("{}{}", self.subject(), self.aws.describe());
         DynamoDbStore {
             inner: Arc::new(Inner { client, in_flight: self.aws.in_flight(), table: self.table, key: self.key_attribute, description }),
         }
@@ -214,7 +219,7 @@ impl DynamoDbStore {
             )
             .key_schema(KeySchemaElement::builder().attribute_name(&i.key).key_type(KeyType::Hash).build().map_err(|e| self.config(e))?)
             .send()
-            .within(&self.inner.in_flight)
+            .within(&i.in_flight)
             .await;
         if let Err(e) = created {
             match errors::classify(&e) {
@@ -223,14 +228,8 @@ impl DynamoDbStore {
             }
         }
         for _ in 0..120 {
-            let described = i
-                .client
-                .describe_table()
-                .table_name(&i.table)
-                .send()
-                .within(&self.inner.in_flight)
-                .await
-                .map_err(|e| errors::map(self, None, e))?;
+            let described =
+                i.client.describe_table().table_name(&i.table).send().within(&i.in_flight).await.map_err(|e| errors::map(self, None, e))?;
             if described.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
                 return Ok(());
             }

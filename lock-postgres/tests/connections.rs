@@ -2,6 +2,8 @@
 //! while statements that outlive their timeout are being cancelled (each cancel
 //! request is a connection of its own).
 
+mod support;
+
 use lock_conformance::fixtures;
 use lock_core::{LeaderElectionRecord, LeaseStore};
 use std::sync::Arc;
@@ -74,10 +76,7 @@ async fn cancels_keep_connections_within_the_pool_size_plus_one() {
 
     // The lease row locked on the server directly: every update waits, times out and
     // is cancelled.
-    let direct = lock_postgres::PostgresStore::builder(&url).expect("url").build().expect("builds");
-    let mut holder = direct.connection().await.expect("direct connection");
-    let tx = holder.transaction().await.expect("begin");
-    tx.execute("SELECT 1 FROM highlander_leases WHERE name = $1 FOR UPDATE", &[&lock.as_str()]).await.expect("row lock");
+    let holder = support::lock_row(&url, &lock).await;
 
     let mut updates = Vec::new();
     for i in 0..12 {
@@ -94,7 +93,7 @@ async fn cancels_keep_connections_within_the_pool_size_plus_one() {
     }
     // Every cancel has finished (each waits for the server to close it).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tx.rollback().await.expect("rollback");
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
     let most = proxy.most.load(Ordering::SeqCst);
     let accepted = proxy.accepted.load(Ordering::SeqCst);
     assert!(accepted > pool_size + 1, "no cancel request was sent ({accepted} connections in all)");

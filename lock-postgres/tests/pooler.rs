@@ -1,6 +1,8 @@
 //! Postgres behind PgBouncer (Debian's, started by the fixture on 127.0.0.1): what
 //! notifications do in each pool mode, and errors that say what the pooler said.
 
+mod support;
+
 use lock_conformance::fixtures;
 use lock_core::{Backend, LeaseStore, OpenOptions, StoreUrl};
 
@@ -61,12 +63,12 @@ async fn the_poolers_own_errors_are_shown_not_db_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_statements_are_cancelled_without_crashing_the_pooler() {
     let (url, server) = fixtures::pgbouncer_url("session").await.expect("pgbouncer");
-    let (lock, tx) = abandon_updates(&url, &server, "").await;
+    let (lock, holder) = abandon_updates(&url, &server, "").await;
     // Every abandoned statement is cancelled while the row is still locked: none is
     // left waiting.
     let mut waiting = i64::MAX;
     for _ in 0..200 {
-        let row = tx
+        let row = holder
             .query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()", &[])
             .await
             .expect("pg_stat_activity");
@@ -77,7 +79,7 @@ async fn abandoned_statements_are_cancelled_without_crashing_the_pooler() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(waiting, 0, "abandoned statements still wait for the row lock: their cancels did not arrive");
-    tx.rollback().await.expect("rollback");
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
     let alive = open(&url).await.get(&lock).await;
     assert!(alive.is_ok(), "the pooler died after the cancels: {alive:?}\n{}", pooler_log("session"));
 }
@@ -87,8 +89,8 @@ async fn abandoned_statements_are_cancelled_without_crashing_the_pooler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_cancel_off_abandoned_statements_send_no_cancel_request() {
     let (url, server) = fixtures::pgbouncer_url("transaction").await.expect("pgbouncer");
-    let (lock, tx) = abandon_updates(&url, &server, "cancel=false&").await;
-    tx.rollback().await.expect("rollback");
+    let (lock, holder) = abandon_updates(&url, &server, "cancel=false&").await;
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let alive = open(&format!("{url}?cancel=false")).await.get(&lock).await;
     let log = pooler_log("transaction");
@@ -98,8 +100,8 @@ async fn with_cancel_off_abandoned_statements_send_no_cancel_request() {
 
 /// Creates a lock through the pooler at `url`, locks its row on the server itself, and
 /// abandons 20 updates of it (100 ms each) through stores opened with `params` and
-/// each `sslmode`. Returns the lock and the transaction holding the row.
-async fn abandon_updates<'a>(url: &str, server: &str, params: &str) -> (lock_core::LockName, deadpool_postgres::Transaction<'a>) {
+/// each `sslmode`. Returns the lock and the connection whose transaction holds the row.
+async fn abandon_updates(url: &str, server: &str, params: &str) -> (lock_core::LockName, deadpool_postgres::Client) {
     fixtures::ready(&lock_postgres::BACKEND, url).await.expect("ready");
     let lock = lock_conformance::unique_lock("pooler-cancel");
     let pooled = open(&format!("{url}?{params}sslmode=prefer")).await;
@@ -109,10 +111,7 @@ async fn abandon_updates<'a>(url: &str, server: &str, params: &str) -> (lock_cor
     // The lease row locked by a transaction on the server itself: updates wait.
     let (user_info, rest) = url.split_once('@').expect("user-info");
     let db = rest.split_once('/').map_or("", |(_, db)| db);
-    let direct = lock_postgres::PostgresStore::builder(&format!("{user_info}@{server}/{db}")).expect("url").build().expect("builds");
-    let holder: &'a mut deadpool_postgres::Client = Box::leak(Box::new(direct.connection().await.expect("direct connection")));
-    let tx = holder.transaction().await.expect("begin");
-    tx.execute("SELECT 1 FROM highlander_leases WHERE name = $1 FOR UPDATE", &[&lock.as_str()]).await.expect("row lock");
+    let holder = support::lock_row(&format!("{user_info}@{server}/{db}"), &lock).await;
 
     for modes in ["sslmode=prefer", "sslmode=disable"] {
         let store = open(&format!("{url}?{params}{modes}")).await;
@@ -123,7 +122,7 @@ async fn abandon_updates<'a>(url: &str, server: &str, params: &str) -> (lock_cor
             assert!(!matches!(waited, Ok(Ok(_))), "{modes}: the update did not wait for the row lock");
         }
     }
-    (lock, tx)
+    (lock, holder)
 }
 
 /// The end of the fixture pooler's log (its directory is this process's).

@@ -62,13 +62,18 @@ impl S3StoreBuilder {
             b = b.prefix(url.path());
         }
         let mut p = url.params();
-        b.aws.take_params(&mut p, &format!("s3 bucket {}", b.bucket))?;
+        b.aws.take_params(&mut p, &b.subject())?;
         b.path_style = p.flag("path_style")?;
         p.finish(&["region", "endpoint", "max_in_flight", "path_style"])?;
         Ok(b)
     }
 
     lock_aws::builder_methods!();
+
+    /// `s3 bucket BUCKET`, for messages.
+    fn subject(&self) -> String {
+        format!("s3 bucket {}", self.bucket)
+    }
 
     /// Object keys are `prefix + lock name` (default `highlander/leases/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -98,7 +103,7 @@ impl S3StoreBuilder {
                 lock_core::Escaped(&self.prefix)
             )));
         }
-        let shared = self.aws.load(&format!("s3 bucket {}", self.bucket)).await?;
+        let shared = self.aws.load(&self.subject()).await?;
         let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(self.path_style).build();
         Ok(self.with_client(Client::from_conf(config)))
     }

@@ -20,3 +20,14 @@ pub(crate) async fn from_env() -> Harness<Connect> {
 pub(crate) async fn from_container() -> Harness<Connect> {
     fixtures::harness(&lock_postgres::BACKEND, fixtures::postgres_container_url().await).await
 }
+
+/// Locks `lock`'s lease row on the server at `url` in an open transaction, so that
+/// updates of it wait; `ROLLBACK` on the returned connection releases it.
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub(crate) async fn lock_row(url: &str, lock: &lock_core::LockName) -> deadpool_postgres::Client {
+    let direct = lock_postgres::PostgresStore::builder(url).expect("url").build().expect("builds");
+    let holder = direct.connection().await.expect("direct connection");
+    holder.batch_execute("BEGIN").await.expect("begin");
+    holder.execute("SELECT 1 FROM highlander_leases WHERE name = $1 FOR UPDATE", &[&lock.as_str()]).await.expect("row lock");
+    holder
+}
