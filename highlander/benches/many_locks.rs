@@ -141,7 +141,7 @@ fn store_port(url: &str) -> Option<u16> {
         Some(h) if default != 80 => h.clone(),
         _ => {
             let mut p = parsed.params();
-            let endpoint = p.take("endpoint").or_else(|| p.take("api"))?;
+            let endpoint = p.take("endpoint").ok().flatten().or_else(|| p.take("api").ok().flatten())?;
             endpoint.split("://").nth(1)?.split('/').next()?.to_string()
         }
     };

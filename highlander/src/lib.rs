@@ -196,6 +196,35 @@ mod tests {
         assert!(etcd.capabilities().is_atomic() && etcd.capabilities().monotonic_versions);
     }
 
+    #[tokio::test]
+    async fn an_empty_parameter_is_refused_by_every_backend_never_defaulted() {
+        // An empty endpoint= once sent a DynamoDB store to the real cloud.
+        let options = OpenOptions::default();
+        for url in [
+            "dynamodb://t?endpoint=",
+            "dynamodb://t?region=",
+            "dynamodb://t?max_in_flight=",
+            "s3://b?endpoint=",
+            "postgres://app@127.0.0.1/db?cancel=",
+            "postgres://app@127.0.0.1/db?sslmode=",
+            "postgres://app@127.0.0.1/db?table=",
+            "etcd://127.0.0.1:2379/x?ca=",
+            "gist://abc123?api=",
+            "spanner://p/i/d?emulator=",
+            "redis://127.0.0.1/0?prefix=",
+            "zookeeper://127.0.0.1/x?session_timeout=",
+        ] {
+            let scheme = url.split("://").next().unwrap_or_default();
+            if backend(&StoreUrl::parse(url).expect("parses")).is_err() {
+                continue; // not compiled in: the scheme test covers that
+            }
+            let err = open_unchecked(url, &options).await.map(drop).expect_err(url).to_string();
+            let key = url.rsplit('?').next().unwrap_or_default().trim_end_matches('=');
+            assert!(err.contains(&format!("parameter {key} is empty")), "{url}: {err}");
+            assert!(err.contains(scheme) || err.contains("dynamodb") || err.contains("s3"), "{url}: {err}");
+        }
+    }
+
     #[cfg(feature = "gist")]
     #[tokio::test]
     async fn the_gist_budget_follows_the_electors_retry_period() {

@@ -106,16 +106,17 @@ impl AwsConfig {
     /// Takes `region=`, `endpoint=` and `max_in_flight=` from a store URL's parameters.
     /// `what` names the store in messages.
     pub fn take_params(&mut self, params: &mut Params<'_>, what: &str) -> Result<()> {
-        if let Some(region) = params.take("region") {
+        let named = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("{what}: {m}")),
+            other => other,
+        };
+        if let Some(region) = params.take("region").map_err(named)? {
             self.set_region(region);
         }
-        if let Some(endpoint) = params.take("endpoint") {
+        if let Some(endpoint) = params.take("endpoint").map_err(named)? {
             self.set_endpoint(endpoint);
         }
-        if let Some(n) = params.take("max_in_flight") {
-            let n = n
-                .parse::<usize>()
-                .map_err(|_| Error::Config(format!("{what}: max_in_flight={} is not a whole number of requests", lock_core::Escaped(n))))?;
+        if let Some(n) = params.number::<usize>("max_in_flight").map_err(named)? {
             self.set_max_in_flight(n);
         }
         Ok(())
@@ -401,6 +402,11 @@ mod tests {
         let mut c = AwsConfig::default();
         let e = c.take_params(&mut url.params(), "dynamodb table t").expect_err("not a number").to_string();
         assert!(e.contains("dynamodb table t") && e.contains("max_in_flight"), "{e}");
+        for bad in ["max_in_flight=%2B5", "max_in_flight=", "endpoint=", "region="] {
+            let url = lock_core::StoreUrl::parse(&format!("dynamodb://t?{bad}")).expect("url");
+            let e = AwsConfig::default().take_params(&mut url.params(), "dynamodb table t").expect_err(bad).to_string();
+            assert!(e.contains("empty") || e.contains("whole number"), "{bad}: {e}");
+        }
         for (n, ok) in [("0", false), ("1", true), ("1024", true), ("1025", false)] {
             let url = lock_core::StoreUrl::parse(&format!("dynamodb://t?max_in_flight={n}")).expect("url");
             let mut c = AwsConfig::default();

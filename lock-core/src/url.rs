@@ -208,16 +208,28 @@ pub struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
-    /// Takes `key` (an empty value counts as absent).
-    pub fn take(&mut self, key: &str) -> Option<&'a str> {
-        let i = self.left.iter().position(|(k, _)| *k == key)?;
-        Some(self.left.remove(i).1).filter(|v| !v.is_empty())
+    /// Takes `key`. A parameter given with an empty value (`endpoint=`) is an error, not
+    /// a default: a value lost from a template must not quietly mean "the real cloud".
+    pub fn take(&mut self, key: &str) -> Result<Option<&'a str>> {
+        let Some(i) = self.left.iter().position(|(k, _)| *k == key) else {
+            return Ok(None);
+        };
+        match self.left.remove(i).1 {
+            "" => Err(config(format!("{}:// parameter {key} is empty: give it a value or leave it out", self.scheme))),
+            value => Ok(Some(value)),
+        }
     }
 
-    /// Takes a `true` / `false` parameter (also 1/0, yes/no).
+    /// Takes a `true` / `false` parameter (also 1/0, yes/no), false when absent.
     pub fn flag(&mut self, key: &str) -> Result<bool> {
-        match self.take(key) {
-            None | Some("false" | "0" | "no") => Ok(false),
+        self.flag_or(key, false)
+    }
+
+    /// Takes a `true` / `false` parameter (also 1/0, yes/no), `default` when absent.
+    pub fn flag_or(&mut self, key: &str, default: bool) -> Result<bool> {
+        match self.take(key)? {
+            None => Ok(default),
+            Some("false" | "0" | "no") => Ok(false),
             Some("true" | "1" | "yes") => Ok(true),
             Some(_) => Err(config(format!("{}:// parameter {key} must be true or false", self.scheme))),
         }
@@ -226,13 +238,16 @@ impl<'a> Params<'a> {
     /// Takes a duration (`15s`, `500ms`; see [`parse_duration`]).
     pub fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
         let scheme = self.scheme;
-        self.take(key).map(|v| parse_duration(v).map_err(|e| config(format!("{scheme}:// parameter {key}: {e}")))).transpose()
+        self.take(key)?.map(|v| parse_duration(v).map_err(|e| config(format!("{scheme}:// parameter {key}: {e}")))).transpose()
     }
 
-    /// Takes a number.
+    /// Takes a whole number: decimal digits only (no sign, no spaces), within `T`'s range.
     pub fn number<T: std::str::FromStr>(&mut self, key: &str) -> Result<Option<T>> {
         let scheme = self.scheme;
-        self.take(key).map(|v| v.parse::<T>().map_err(|_| config(format!("{scheme}:// parameter {key} must be a number")))).transpose()
+        let bad = || config(format!("{scheme}:// parameter {key} must be a whole number"));
+        self.take(key)?
+            .map(|v| if v.bytes().all(|b| b.is_ascii_digit()) { v.parse::<T>().map_err(|_| bad()) } else { Err(bad()) })
+            .transpose()
     }
 
     /// Fails naming the first parameter nobody took, and the ones this scheme knows.
@@ -297,7 +312,8 @@ mod tests {
         assert_eq!(u.hosts(), ["db1:5432", "db2"]);
         assert_eq!(u.path(), "ops");
         let mut p = u.params();
-        assert_eq!((p.take("table"), p.take("sslmode"), p.take("table")), (Some("leases"), Some("require"), None));
+        let taken = (p.take("table").expect("table"), p.take("sslmode").expect("sslmode"), p.take("table").expect("again"));
+        assert_eq!(taken, (Some("leases"), Some("require"), None));
         p.finish(&["table", "sslmode"]).expect("all taken");
         assert!(!format!("{u:?}").contains("p@ss"), "{u:?}");
     }
@@ -323,9 +339,26 @@ mod tests {
         }
         let u = StoreUrl::parse("dynamodb://t?colour=red&key=k").expect("parses");
         let mut p = u.params();
-        assert_eq!(p.take("key"), Some("k"));
+        assert_eq!(p.take("key").expect("key"), Some("k"));
         let e = p.finish(&["region", "endpoint", "key"]).expect_err("unknown").to_string();
         assert!(e.contains("do not take parameter \"colour\" (known: region, endpoint, key)"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_signed_values_are_errors_not_defaults() {
+        let u = StoreUrl::parse("dynamodb://t?endpoint=&n=%2B5&m=-1&f=&d=&ok=7").expect("parses");
+        let mut p = u.params();
+        let e = p.take("endpoint").expect_err("empty endpoint").to_string();
+        assert!(e.contains("parameter endpoint is empty"), "{e}");
+        for key in ["n", "m"] {
+            let e = p.number::<usize>(key).expect_err(key).to_string();
+            assert!(e.contains(&format!("parameter {key} must be a whole number")), "{e}");
+        }
+        assert!(p.flag_or("f", true).expect_err("empty flag").to_string().contains("parameter f is empty"));
+        assert!(p.duration("d").expect_err("empty duration").to_string().contains("parameter d is empty"));
+        assert_eq!(p.number::<u8>("ok").expect("digits"), Some(7));
+        assert!(p.flag_or("absent", true).expect("absent"));
+        p.finish(&[]).expect("all taken, even the refused ones");
     }
 
     #[test]

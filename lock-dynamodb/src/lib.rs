@@ -82,7 +82,7 @@ impl DynamoDbStoreBuilder {
         let mut b = DynamoDbStore::builder(url.single_host("table")?);
         let mut p = url.params();
         b.aws.take_params(&mut p, &b.subject())?;
-        if let Some(key) = p.take("key") {
+        if let Some(key) = p.take("key")? {
             b = b.key_attribute(key);
         }
         p.finish(&["region", "endpoint", "max_in_flight", "key"])?;

@@ -71,8 +71,8 @@ impl EtcdStoreBuilder {
             return Err(Error::Config(format!("not an etcd:// URL: {}://", url.scheme())));
         }
         let mut p = url.params();
-        let ca = p.take("ca");
-        let client = match (p.take("cert"), p.take("key")) {
+        let ca = p.take("ca")?;
+        let client = match (p.take("cert")?, p.take("key")?) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => return Err(Error::Config("etcd:// parameters cert and key go together (a client certificate and its key)".into())),

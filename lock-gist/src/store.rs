@@ -88,7 +88,7 @@ impl GistStoreBuilder {
         }
         let mut b = GistStore::builder(url.single_host("gist id")?);
         let mut p = url.params();
-        if let Some(api) = p.take("api") {
+        if let Some(api) = p.take("api")? {
             b = b.api(api);
         }
         if let Some(retry) = p.duration("retry")? {

@@ -159,13 +159,13 @@ impl PostgresStoreBuilder {
         config.dbname(if db.is_empty() { &user } else { db });
         let mut p = url.params();
         let mut builder = Self::with_config(config);
-        if let Some(t) = p.take("table") {
+        if let Some(t) = p.take("table")? {
             builder.table = t.to_string();
         }
-        if let Some(s) = p.take("schema") {
+        if let Some(s) = p.take("schema")? {
             builder.schema = s.to_string();
         }
-        match p.take("sslmode") {
+        match p.take("sslmode")? {
             None | Some("prefer") => builder.config.ssl_mode(SslMode::Prefer),
             Some("disable") => builder.config.ssl_mode(SslMode::Disable),
             Some("require") => builder.config.ssl_mode(SslMode::Require),
@@ -179,11 +179,11 @@ impl PostgresStoreBuilder {
                 )));
             }
         };
-        match p.take("sslrootcert") {
+        match p.take("sslrootcert")? {
             None | Some("system") => {}
             Some(path) => builder.root_cert = Some(path.into()),
         }
-        if let Some(name) = p.take("application_name") {
+        if let Some(name) = p.take("application_name")? {
             builder.config.application_name(name);
         }
         if let Some(seconds) = p.number::<u64>("connect_timeout")? {
@@ -192,28 +192,20 @@ impl PostgresStoreBuilder {
             }
             builder.connect_timeout = Duration::from_secs(seconds);
         }
-        match p.take("target_session_attrs") {
+        match p.take("target_session_attrs")? {
             None | Some("any") => {}
             Some("read-write") => {
                 builder.config.target_session_attrs(TargetSessionAttrs::ReadWrite);
             }
             Some(_) => return Err(Error::Config(format!("{scheme}:// parameter target_session_attrs must be any or read-write"))),
         }
-        if let Some(direct) = p.take("listen") {
+        if let Some(direct) = p.take("listen")? {
             builder.listen = Some(host_port(scheme, 0, direct, 5432).map_err(|_| {
                 Error::Config(format!("{scheme}:// parameter listen is the server's HOST:PORT, for notifications past a pooler"))
             })?);
         }
-        builder.notify = match p.take("notify") {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(_) => return Err(Error::Config(format!("{scheme}:// parameter notify must be true or false"))),
-        };
-        builder.cancel = match p.take("cancel") {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(_) => return Err(Error::Config(format!("{scheme}:// parameter cancel must be true or false"))),
-        };
+        builder.notify = p.flag_or("notify", true)?;
+        builder.cancel = p.flag_or("cancel", true)?;
         p.finish(PARAMS)?;
         Ok(builder.with_env())
     }

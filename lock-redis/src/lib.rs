@@ -158,17 +158,16 @@ impl RedisStoreBuilder {
             call_timeout: Duration::from_secs(5),
         };
         let mut p = url.params();
-        if let Some(prefix) = p.take("prefix") {
+        if let Some(prefix) = p.take("prefix")? {
             b = b.prefix(prefix);
         }
-        if let Some(n) = p.take("wait_replicas") {
-            let n = n.parse::<u32>().ok().filter(|n| *n <= 64).ok_or_else(|| {
-                Error::Config(format!("redis wait_replicas {} must be a number of replicas, 0 to 64", lock_core::Escaped(n)))
-            })?;
-            b = b.wait_replicas(n);
+        match p.number::<u32>("wait_replicas")? {
+            None => {}
+            Some(n @ 0..=64) => b = b.wait_replicas(n),
+            Some(_) => return Err(Error::Config("redis wait_replicas must be a number of replicas, 0 to 64".into())),
         }
         for (name, slot) in [("ca", &mut b.ca), ("cert", &mut b.cert), ("key", &mut b.key)] {
-            if let Some(path) = p.take(name) {
+            if let Some(path) = p.take(name)? {
                 if !tls {
                     return Err(Error::Config(format!("redis {name}= needs a rediss:// URL (TLS)")));
                 }

@@ -73,10 +73,10 @@ impl SpannerStoreBuilder {
         };
         let mut b = SpannerStore::builder(project, instance, database);
         let mut p = url.params();
-        if let Some(t) = p.take("table") {
+        if let Some(t) = p.take("table")? {
             b = b.table(t);
         }
-        if let Some(e) = p.take("emulator") {
+        if let Some(e) = p.take("emulator")? {
             lock_core::url::host_port("spanner", 0, e, 9010)?;
             b = b.emulator(e);
         }

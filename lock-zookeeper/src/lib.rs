@@ -85,7 +85,7 @@ impl ZooKeeperStoreBuilder {
             b = b.prefix(format!("/{}", path.trim_start_matches('/')));
         }
         let mut p = url.params();
-        if let Some(t) = p.take("session_timeout") {
+        if let Some(t) = p.take("session_timeout")? {
             let d = lock_core::url::parse_duration(t).map_err(|e| Error::Config(format!("zookeeper session_timeout: {e}")))?;
             b = b.session_timeout(d);
         }
