@@ -8,7 +8,10 @@
 //! the requests the store received. The budget is 20 MB resident and 1 % of a core;
 //! the bench exits non-zero if a candidate is over it.
 //!
-//! `cargo bench -p highlander --bench idle_cost` (IDLE_COST_SECONDS sets the window, default 60).
+//! `cargo bench -p highlander-cli --bench idle_cost` (IDLE_COST_SECONDS sets the window,
+//! default 60). `IDLE_COST_BINARY=PATH` measures that `highlander` binary instead of the
+//! one cargo built for the bench — CI measures the release binary it puts in the image,
+//! and builds this harness (which only spawns and samples) as a debug build.
 
 use lock_core::{LeaseStore, LockName};
 use lock_gist::{
@@ -58,9 +61,11 @@ fn main() -> ExitCode {
     let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
     let gist = emulator.control().create_gist("highlander", &[("README.md", "idle cost")]);
     let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    let binary = std::env::var_os("IDLE_COST_BINARY").map_or_else(|| env!("CARGO_BIN_EXE_highlander").into(), std::path::PathBuf::from);
+    println!("measuring {}", binary.display());
     let start = |identity: &str| {
         Candidate(
-            Command::new(env!("CARGO_BIN_EXE_highlander"))
+            Command::new(&binary)
                 .args(["run", "--store", &url, "--lock", "idle", "--identity", identity, "--", "sleep", "3600"])
                 .env("GITHUB_TOKEN", TOKEN)
                 .env("RUST_LOG", "warn")
