@@ -301,6 +301,21 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
 async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::UnboundedSender<Ended>) {
     let labels = [("lock", spec.lock.to_string())];
     let outcome = loop {
+        // What SIGKILL has not ended yet (a process in uninterruptible sleep, say) of an
+        // earlier term or guard must be gone before a command starts again.
+        let me = Pid::this();
+        let signal_all = |signal| {
+            tree::signal_tree(me, None, signal);
+            tree::descendants(me)
+        };
+        if let Err(left) = leftovers_gone(signal_all, || leadership.is_valid(), spec.grace + Duration::from_secs(2)).await {
+            let shown: Vec<String> = left.iter().map(|pid| format!("{pid} ({})", tree::state(*pid))).collect();
+            break Ended::NotStarted(format!(
+                "{} process(es) of the last command did not die on SIGKILL: {}; not starting the command beside them",
+                left.len(),
+                shown.join(", ")
+            ));
+        }
         let mut term = match Guarded::start(&spec, &leadership).await {
             Ok(term) => term,
             Err(Start::NotStarted(why)) => break Ended::NotStarted(why),
@@ -327,6 +342,28 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
         }
     };
     let _ = ended.send(outcome);
+}
+
+/// Until `signal_all(SIGKILL)` — which signals every process left and lists those still
+/// alive — finds none, every 100 ms; gives up with those left once `patience` has passed
+/// or `leading` says the term is over.
+async fn leftovers_gone(
+    mut signal_all: impl FnMut(Signal) -> Vec<Pid>,
+    leading: impl Fn() -> bool,
+    patience: Duration,
+) -> Result<(), Vec<Pid>> {
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        let left = signal_all(Signal::SIGKILL);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until || !leading() {
+            return Err(left);
+        }
+        warn!(left = left.len(), "processes of the last command are still alive after SIGKILL: waiting before starting it again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 enum Start {
@@ -517,6 +554,39 @@ fn parse_exit(line: &str) -> ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_never_starts_beside_an_unkillable_leftover() {
+        use std::cell::Cell;
+        let patience = Duration::from_secs(3);
+        // Nothing left: starts at once, having signalled once.
+        let calls = Cell::new(0);
+        let none = |_| {
+            calls.set(calls.get() + 1);
+            Vec::new()
+        };
+        assert_eq!(leftovers_gone(none, || true, patience).await, Ok(()));
+        assert_eq!(calls.get(), 1);
+        // A leftover that dies on the third SIGKILL: waited for, then started.
+        let calls = Cell::new(0);
+        let dies = |signal| {
+            assert_eq!(signal, Signal::SIGKILL);
+            calls.set(calls.get() + 1);
+            if calls.get() < 3 { vec![Pid::from_raw(4242)] } else { Vec::new() }
+        };
+        let started = tokio::time::Instant::now();
+        assert_eq!(leftovers_gone(dies, || true, patience).await, Ok(()));
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        // One that never dies (uninterruptible sleep): not started, after the patience.
+        let started = tokio::time::Instant::now();
+        let stuck = |_| vec![Pid::from_raw(4242)];
+        assert_eq!(leftovers_gone(stuck, || true, patience).await, Err(vec![Pid::from_raw(4242)]));
+        assert!(started.elapsed() >= patience && started.elapsed() < patience + Duration::from_millis(200));
+        // …or as soon as the term is over.
+        let started = tokio::time::Instant::now();
+        assert!(leftovers_gone(stuck, || false, patience).await.is_err());
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn exit_codes_follow_the_shell_convention() {

@@ -37,6 +37,14 @@ pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     found
 }
 
+/// A process's state letter from `/proc` (`D`: uninterruptible sleep), `?` if gone.
+pub(crate) fn state(pid: Pid) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+        .unwrap_or('?')
+}
+
 /// The live children of `parent`.
 pub(crate) fn children(parent: Pid) -> Vec<Pid> {
     descendants(parent)
