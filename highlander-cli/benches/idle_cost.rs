@@ -61,7 +61,10 @@ fn main() -> ExitCode {
     let emulator = runtime.block_on(Emulator::start(EmulatorConfig::default())).expect("emulator");
     let gist = emulator.control().create_gist("highlander", &[("README.md", "idle cost")]);
     let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
-    let binary = std::env::var_os("IDLE_COST_BINARY").map_or_else(|| env!("CARGO_BIN_EXE_highlander").into(), std::path::PathBuf::from);
+    let binary = std::env::var_os("IDLE_COST_BINARY")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| env!("CARGO_BIN_EXE_highlander").into(), std::path::PathBuf::from);
+    assert!(binary.is_file(), "IDLE_COST_BINARY={} is not a file", binary.display());
     println!("measuring {}", binary.display());
     let start = |identity: &str| {
         Candidate(

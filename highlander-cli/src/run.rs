@@ -18,7 +18,7 @@ use crate::{Failure, guard, serve, tree};
 use highlander::{LeaderElector, Leadership, LockName, OpenOptions, check_identity, create_if_missing, open_with};
 use nix::{
     sys::{
-        signal::Signal,
+        signal::{Signal, kill},
         wait::{WaitPidFlag, waitpid},
     },
     unistd::Pid,
@@ -95,6 +95,9 @@ struct Spec {
     guard_exe: PathBuf,
     /// The guards alive now: the reaper must leave them to their `Child` handles.
     guards: Arc<Mutex<HashSet<i32>>>,
+    /// Processes of an earlier command that were sent SIGKILL and may not have died
+    /// yet (uninterruptible sleep), each with its start time so a reused pid is not theirs.
+    leftovers: Arc<Mutex<Vec<(Pid, u64)>>>,
 }
 
 /// How one term's command ended.
@@ -171,6 +174,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         withheld,
         guard_exe,
         guards,
+        leftovers: Arc::default(),
     });
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
@@ -301,20 +305,24 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
 async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::UnboundedSender<Ended>) {
     let labels = [("lock", spec.lock.to_string())];
     let outcome = loop {
-        // What SIGKILL has not ended yet (a process in uninterruptible sleep, say) of an
-        // earlier term or guard must be gone before a command starts again.
-        let me = Pid::this();
-        let signal_all = |signal| {
-            tree::signal_tree(me, None, signal);
-            tree::descendants(me)
+        // What SIGKILL has not ended yet of an earlier command (a process in
+        // uninterruptible sleep, say) must be gone before the command starts again.
+        let kill_leftovers = |signal| {
+            let mut left = spec.leftovers.lock().unwrap_or_else(PoisonError::into_inner);
+            left.retain(|(pid, started)| tree::start_time(*pid) == Some(*started) && kill(*pid, signal).is_ok());
+            left.iter().map(|(pid, _)| *pid).collect()
         };
-        if let Err(left) = leftovers_gone(signal_all, || leadership.is_valid(), spec.grace + Duration::from_secs(2)).await {
-            let shown: Vec<String> = left.iter().map(|pid| format!("{pid} ({})", tree::state(*pid))).collect();
-            break Ended::NotStarted(format!(
-                "{} process(es) of the last command did not die on SIGKILL: {}; not starting the command beside them",
-                left.len(),
-                shown.join(", ")
-            ));
+        match leftovers_gone(kill_leftovers, || leadership.is_valid(), spec.grace + Duration::from_secs(2)).await {
+            Ok(()) => {}
+            Err(Leftover::TermOver) => break Ended::Exited { status: ExitStatus::from_raw(0), stopped: true },
+            Err(Leftover::Stuck(left)) => {
+                let shown: Vec<String> = left.iter().map(|pid| format!("{pid} ({})", tree::state(*pid))).collect();
+                break Ended::NotStarted(format!(
+                    "{} process(es) of the last command did not die on SIGKILL: {}; not starting the command beside them",
+                    left.len(),
+                    shown.join(", ")
+                ));
+            }
         }
         let mut term = match Guarded::start(&spec, &leadership).await {
             Ok(term) => term,
@@ -344,22 +352,34 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
     let _ = ended.send(outcome);
 }
 
-/// Until `signal_all(SIGKILL)` — which signals every process left and lists those still
-/// alive — finds none, every 100 ms; gives up with those left once `patience` has passed
-/// or `leading` says the term is over.
+/// Why a command was not started beside an earlier one's processes.
+#[derive(Debug, PartialEq, Eq)]
+enum Leftover {
+    /// The term ended while waiting: campaign again.
+    TermOver,
+    /// Still alive after the patience: these.
+    Stuck(Vec<Pid>),
+}
+
+/// Until `kill_left(SIGKILL)` — which signals every process left and lists those still
+/// alive — finds none, every 100 ms; gives up once `patience` has passed or `leading`
+/// says the term is over.
 async fn leftovers_gone(
-    mut signal_all: impl FnMut(Signal) -> Vec<Pid>,
+    mut kill_left: impl FnMut(Signal) -> Vec<Pid>,
     leading: impl Fn() -> bool,
     patience: Duration,
-) -> Result<(), Vec<Pid>> {
+) -> Result<(), Leftover> {
     let until = tokio::time::Instant::now() + patience;
     loop {
-        let left = signal_all(Signal::SIGKILL);
+        let left = kill_left(Signal::SIGKILL);
         if left.is_empty() {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= until || !leading() {
-            return Err(left);
+        if !leading() {
+            return Err(Leftover::TermOver);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(Leftover::Stuck(left));
         }
         warn!(left = left.len(), "processes of the last command are still alive after SIGKILL: waiting before starting it again");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -385,6 +405,10 @@ struct Guarded {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
     writer: tokio::net::unix::OwnedWriteHalf,
     guards: Arc<Mutex<HashSet<i32>>>,
+    /// The guard has exited and was waited for (it reports a command's end only when
+    /// every process of it is gone).
+    ended: bool,
+    leftovers: Arc<Mutex<Vec<(Pid, u64)>>>,
 }
 
 fn nanos(d: Duration) -> u128 {
@@ -401,6 +425,21 @@ fn deadline_line(leadership: &Leadership) -> String {
 /// the pid is reaped.
 impl Drop for Guarded {
     fn drop(&mut self) {
+        if !self.ended {
+            // Supervision was cut short (the drain time ran out): the guard, not yet
+            // waited for, and everything under it get SIGKILL and are remembered, so that
+            // no command starts while one of them lives.
+            let guard = Pid::from_raw(self.guard_pid);
+            let mut all = tree::descendants(guard);
+            all.push(guard);
+            let mut left = self.leftovers.lock().unwrap_or_else(PoisonError::into_inner);
+            for pid in all {
+                if let Some(started) = tree::start_time(pid) {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    left.push((pid, started));
+                }
+            }
+        }
         self.guards.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.guard_pid);
     }
 }
@@ -431,7 +470,16 @@ impl Guarded {
         ours.set_nonblocking(true).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
         let stream = UnixStream::from_std(ours).map_err(|e| Start::NotStarted(format!("guard socket: {e}")))?;
         let (reader, writer) = stream.into_split();
-        let mut term = Self { guard, guard_pid, pid: 0, lines: BufReader::new(reader).lines(), writer, guards: spec.guards.clone() };
+        let mut term = Self {
+            guard,
+            guard_pid,
+            pid: 0,
+            lines: BufReader::new(reader).lines(),
+            writer,
+            guards: spec.guards.clone(),
+            ended: false,
+            leftovers: spec.leftovers.clone(),
+        };
         let hello = format!("{}start\n", deadline_line(leadership));
         if let Err(e) = term.writer.write_all(hello.as_bytes()).await {
             term.abandon().await;
@@ -461,6 +509,7 @@ impl Guarded {
     /// Waits for the guard to exit (its pid leaves the reaper's skip-set on drop).
     async fn abandon(&mut self) {
         let _ = self.guard.wait().await;
+        self.ended = true;
     }
 
     fn group(&self) -> Option<Pid> {
@@ -525,17 +574,20 @@ impl Guarded {
     /// all of them, the grace period (bounded by the kill-by time), SIGKILL.
     async fn stop_unguarded(&mut self, spec: &Spec, leadership: &Leadership) -> ExitStatus {
         let me = Pid::this();
-        tree::signal_tree(me, self.group(), Signal::SIGTERM);
+        tree::signal_foreign(me, self.group(), Signal::SIGTERM);
         let until = tokio::time::Instant::now() + spec.grace.min(leadership.deadlines().kill_by.remaining());
-        while tokio::time::Instant::now() < until && !tree::descendants(me).is_empty() {
+        while tokio::time::Instant::now() < until && !tree::foreign_descendants(me).is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for _ in 0..500 {
-            if tree::signal_tree(me, self.group(), Signal::SIGKILL) == 0 {
+            if tree::signal_foreign(me, self.group(), Signal::SIGKILL) == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // What outlived SIGKILL is remembered: the command is not started beside it.
+        let mut left = self.leftovers.lock().unwrap_or_else(PoisonError::into_inner);
+        left.extend(tree::foreign_descendants(me).into_iter().filter_map(|pid| Some((pid, tree::start_time(pid)?))));
         // The exit status went to the dead guard; SIGTERM is what it was sent.
         ExitStatus::from_raw(Signal::SIGTERM as i32)
     }
@@ -559,7 +611,7 @@ mod tests {
     async fn a_command_never_starts_beside_an_unkillable_leftover() {
         use std::cell::Cell;
         let patience = Duration::from_secs(3);
-        // Nothing left: starts at once, having signalled once.
+        // Nothing left: starts at once, having looked once.
         let calls = Cell::new(0);
         let none = |_| {
             calls.set(calls.get() + 1);
@@ -580,11 +632,11 @@ mod tests {
         // One that never dies (uninterruptible sleep): not started, after the patience.
         let started = tokio::time::Instant::now();
         let stuck = |_| vec![Pid::from_raw(4242)];
-        assert_eq!(leftovers_gone(stuck, || true, patience).await, Err(vec![Pid::from_raw(4242)]));
+        assert_eq!(leftovers_gone(stuck, || true, patience).await, Err(Leftover::Stuck(vec![Pid::from_raw(4242)])));
         assert!(started.elapsed() >= patience && started.elapsed() < patience + Duration::from_millis(200));
-        // …or as soon as the term is over.
+        // …or, the term over meanwhile, campaign again (not an error).
         let started = tokio::time::Instant::now();
-        assert!(leftovers_gone(stuck, || false, patience).await.is_err());
+        assert_eq!(leftovers_gone(stuck, || false, patience).await, Err(Leftover::TermOver));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 

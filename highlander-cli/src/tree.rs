@@ -37,6 +37,27 @@ pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     found
 }
 
+/// The live descendants of `root` outside this process's own process group: a process
+/// a library started (an AWS credential_process) or one inherited through `exec` shares
+/// our group and is not a command's.
+pub(crate) fn foreign_descendants(root: Pid) -> Vec<Pid> {
+    let own = nix::unistd::getpgrp();
+    descendants(root).into_iter().filter(|pid| nix::unistd::getpgid(Some(*pid)).ok() != Some(own)).collect()
+}
+
+/// A live (not zombie) process's start time (clock ticks since boot), which with its
+/// pid names it uniquely; `None` if it is gone.
+pub(crate) fn start_time(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // Field 22 of stat; the state was field 3.
+    fields.nth(18)?.parse().ok()
+}
+
 /// A process's state letter from `/proc` (`D`: uninterruptible sleep), `?` if gone.
 pub(crate) fn state(pid: Pid) -> char {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -61,11 +82,20 @@ pub(crate) fn children(parent: Pid) -> Vec<Pid> {
 /// Sends `signal` to the process group `group` (if any) and to every descendant of
 /// `root` (`root` itself excluded). Returns how many descendants there were.
 pub(crate) fn signal_tree(root: Pid, group: Option<Pid>, signal: Signal) -> usize {
+    signal_each(group, &descendants(root), signal)
+}
+
+/// [`signal_tree`] for the stopping of a command whose guard died (its orphans are
+/// ours): every descendant outside our own process group.
+pub(crate) fn signal_foreign(root: Pid, group: Option<Pid>, signal: Signal) -> usize {
+    signal_each(group, &foreign_descendants(root), signal)
+}
+
+fn signal_each(group: Option<Pid>, all: &[Pid], signal: Signal) -> usize {
     if let Some(g) = group.filter(|g| g.as_raw() > 1) {
         let _ = killpg(g, signal);
     }
-    let all = descendants(root);
-    for pid in &all {
+    for pid in all {
         // Gone in between: fine.
         let _ = kill(*pid, signal).or_else(|e| if e == Errno::ESRCH { Ok(()) } else { Err(e) });
     }
@@ -76,6 +106,27 @@ pub(crate) fn signal_tree(root: Pid, group: Option<Pid>, signal: Signal) -> usiz
 mod tests {
     use super::*;
     use std::process::{Command, Stdio};
+
+    #[test]
+    fn only_processes_outside_our_group_are_foreign_and_start_times_name_them() {
+        use std::os::unix::process::CommandExt;
+        // A child in our own group (as a library's helper is) and one in a group of its own (as a command is).
+        let mut ours = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("sleep");
+        let mut theirs = Command::new("sleep").arg("30").stdin(Stdio::null()).process_group(0).spawn().expect("sleep");
+        let (ours_pid, theirs_pid) = (Pid::from_raw(ours.id().cast_signed()), Pid::from_raw(theirs.id().cast_signed()));
+        let foreign = foreign_descendants(Pid::this());
+        assert!(foreign.contains(&theirs_pid) && !foreign.contains(&ours_pid), "{foreign:?}");
+        assert!(descendants(Pid::this()).contains(&ours_pid));
+        let started = start_time(theirs_pid).expect("alive");
+        assert_eq!(start_time(theirs_pid), Some(started), "a start time does not change");
+        assert_eq!(state(theirs_pid), 'S');
+        assert_eq!(signal_each(None, &[theirs_pid], Signal::SIGKILL), 1);
+        let _ = theirs.wait();
+        assert_eq!(start_time(theirs_pid), None, "gone");
+        assert!(ours.try_wait().expect("status").is_none(), "our own group was spared");
+        let _ = ours.kill();
+        let _ = ours.wait();
+    }
 
     #[test]
     fn a_setsid_grandchild_is_still_a_descendant() {

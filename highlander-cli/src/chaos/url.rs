@@ -55,6 +55,9 @@ impl Route {
             let value_start = at + 1 + key.len();
             let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
             let value = &url[value_start..value_end];
+            if value.is_empty() {
+                return Err(format!("{scheme}:// parameter {} is empty: give it a value or leave it out", key.trim_end_matches('=')));
+            }
             let (host_start, port) = match value.find("://") {
                 Some(scheme_end) => (value_start + scheme_end + 3, if value.starts_with("https") { 443 } else { 80 }),
                 None if key == "emulator=" => (value_start, 9010),
@@ -90,6 +93,14 @@ mod tests {
 
     fn addr(port: u16) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_empty_endpoint_is_named_not_searched_past() {
+        for url in ["dynamodb://t?endpoint=", "gist://g?allow_over_budget=true&api=", "spanner://p/i/d?emulator=&table=x"] {
+            let e = Route::of(url).map(drop).expect_err(url);
+            assert!(e.contains("is empty"), "{url}: {e}");
+        }
     }
 
     #[test]

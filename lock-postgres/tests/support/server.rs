@@ -70,9 +70,17 @@ impl Server {
         let log = data.with_extension("log");
         let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("postgres starts");
         let server = Self { child, port, data: data.to_path_buf() };
+        // Listening is not accepting: until recovery ends, connections get "the database
+        // system is starting up" (a TLS test once failed so). pg_isready says when it accepts.
         let until = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "postgres did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let ready = || {
+            Command::new(pg_bin().join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        while !ready() {
+            assert!(Instant::now() < until, "postgres did not accept connections: {}", std::fs::read_to_string(&log).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(50));
         }
         server
