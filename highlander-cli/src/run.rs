@@ -405,9 +405,6 @@ struct Guarded {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
     writer: tokio::net::unix::OwnedWriteHalf,
     guards: Arc<Mutex<HashSet<i32>>>,
-    /// The guard has exited and was waited for (it reports a command's end only when
-    /// every process of it is gone).
-    ended: bool,
     leftovers: Arc<Mutex<Vec<(Pid, u64)>>>,
 }
 
@@ -425,10 +422,11 @@ fn deadline_line(leadership: &Leadership) -> String {
 /// the pid is reaped.
 impl Drop for Guarded {
     fn drop(&mut self) {
-        if !self.ended {
-            // Supervision was cut short (the drain time ran out): the guard, not yet
-            // waited for, and everything under it get SIGKILL and are remembered, so that
-            // no command starts while one of them lives.
+        // A guard that was waited for reported its command's end only when every process
+        // of it was gone. One still running means supervision was cut short (the drain
+        // time ran out): it and everything under it get SIGKILL and are remembered, so
+        // that no command starts while one of them lives.
+        if matches!(self.guard.try_wait(), Ok(None)) {
             let guard = Pid::from_raw(self.guard_pid);
             let mut all = tree::descendants(guard);
             all.push(guard);
@@ -477,7 +475,6 @@ impl Guarded {
             lines: BufReader::new(reader).lines(),
             writer,
             guards: spec.guards.clone(),
-            ended: false,
             leftovers: spec.leftovers.clone(),
         };
         let hello = format!("{}start\n", deadline_line(leadership));
@@ -509,7 +506,6 @@ impl Guarded {
     /// Waits for the guard to exit (its pid leaves the reaper's skip-set on drop).
     async fn abandon(&mut self) {
         let _ = self.guard.wait().await;
-        self.ended = true;
     }
 
     fn group(&self) -> Option<Pid> {

@@ -10,15 +10,20 @@ use nix::{
 };
 use std::collections::HashMap;
 
+/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and
+/// may hold anything): the state first, then the parent's pid.
+fn stat(pid: impl std::fmt::Display) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.to_string())
+}
+
 /// The live (not zombie) descendants of `root`, parents before children.
 pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the command name, which is in parentheses and may hold anything.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Some(rest) = stat(pid) else { continue };
         let mut fields = rest.split_whitespace();
         let state = fields.next().unwrap_or("Z");
         let Some(ppid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else { continue };
@@ -48,8 +53,8 @@ pub(crate) fn foreign_descendants(root: Pid) -> Vec<Pid> {
 /// A live (not zombie) process's start time (clock ticks since boot), which with its
 /// pid names it uniquely; `None` if it is gone.
 pub(crate) fn start_time(pid: Pid) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let rest = stat(pid)?;
+    let mut fields = rest.split_whitespace();
     let state = fields.next()?;
     if state == "Z" || state == "X" {
         return None;
@@ -60,22 +65,14 @@ pub(crate) fn start_time(pid: Pid) -> Option<u64> {
 
 /// A process's state letter from `/proc` (`D`: uninterruptible sleep), `?` if gone.
 pub(crate) fn state(pid: Pid) -> char {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
-        .unwrap_or('?')
+    stat(pid).and_then(|rest| rest.trim_start().chars().next()).unwrap_or('?')
 }
 
 /// The live children of `parent`.
 pub(crate) fn children(parent: Pid) -> Vec<Pid> {
     descendants(parent)
         .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string)))
-                .is_some_and(|ppid| ppid == parent.as_raw().to_string())
-        })
+        .filter(|pid| stat(pid).is_some_and(|rest| rest.split_whitespace().nth(1) == Some(parent.as_raw().to_string().as_str())))
         .collect()
 }
 

@@ -85,8 +85,7 @@ impl ZooKeeperStoreBuilder {
             b = b.prefix(format!("/{}", path.trim_start_matches('/')));
         }
         let mut p = url.params();
-        if let Some(t) = p.take("session_timeout")? {
-            let d = lock_core::url::parse_duration(t).map_err(|e| Error::Config(format!("zookeeper session_timeout: {e}")))?;
+        if let Some(d) = p.duration("session_timeout")? {
             b = b.session_timeout(d);
         }
         p.finish(&["session_timeout"])?;

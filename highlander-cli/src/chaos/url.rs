@@ -55,9 +55,8 @@ impl Route {
             let value_start = at + 1 + key.len();
             let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
             let value = &url[value_start..value_end];
-            if value.is_empty() {
-                return Err(format!("{scheme}:// parameter {} is empty: give it a value or leave it out", key.trim_end_matches('=')));
-            }
+            // The store's own parameter rules (an empty value is an error) before the text is read.
+            parsed.params().take(key.trim_end_matches('=')).map_err(|e| e.to_string())?;
             let (host_start, port) = match value.find("://") {
                 Some(scheme_end) => (value_start + scheme_end + 3, if value.starts_with("https") { 443 } else { 80 }),
                 None if key == "emulator=" => (value_start, 9010),
