@@ -61,6 +61,35 @@ pub(crate) const ARG: &str = "__highlander_guard";
 /// prove the deadline is what prevents two commands at once use it; never set it.
 pub(crate) const IGNORE_DEADLINE_ENV: &str = "HIGHLANDER_TEST_GUARD_IGNORES_DEADLINE";
 
+/// The hidden first argument of the step between the guard and the command:
+/// `highlander __highlander_exec GUARD_PID -- COMMAND [ARG…]` arms the kernel's death
+/// signal (the command gets SIGKILL the moment its guard dies, even when highlander is
+/// paused or dead too and cannot notice) and then becomes the command. A guard SIGKILLed
+/// beside a SIGSTOPped highlander once left the command running beside the next
+/// leader's for 5 s.
+pub(crate) const EXEC_ARG: &str = "__highlander_exec";
+
+/// [`EXEC_ARG`]'s step: returns only if the command cannot run.
+pub(crate) fn exec_main() -> ExitCode {
+    let mut args = std::env::args_os().skip(2);
+    let guard = args.next().and_then(|g| g.to_str().and_then(|g| g.parse::<i32>().ok()));
+    let (Some(guard), Some("--"), Some(program)) = (guard, args.next().as_deref().and_then(OsStr::to_str), args.next()) else {
+        eprintln!("usage: highlander {EXEC_ARG} GUARD_PID -- COMMAND [ARG…] (started by the guard, not by hand)");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("highlander: cannot tie the command to its guard: {e}");
+        return ExitCode::from(127);
+    }
+    // The guard died before the death signal was armed: the command must not run at all.
+    if nix::unistd::getppid().as_raw() != guard {
+        return ExitCode::from(128 + 9);
+    }
+    let e = Command::new(&program).args(args).exec();
+    eprintln!("highlander: cannot start {}: {e}", program.to_string_lossy().escape_debug());
+    ExitCode::from(127)
+}
+
 pub(crate) fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,7 +248,17 @@ fn supervise(
     mut state: State,
     ignore_deadline: bool,
 ) -> Result<(), String> {
-    let child = match Command::new(&program).args(&args).stdin(Stdio::null()).process_group(0).spawn() {
+    // This very executable (the guard is Linux-only), even if an upgrade replaced the file.
+    let child = match Command::new("/proc/self/exe")
+        .arg(EXEC_ARG)
+        .arg(Pid::this().to_string())
+        .arg("--")
+        .arg(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
         Ok(child) => child,
         Err(e) => {
             control.send(&format!("failed cannot start {}: {e}", program.to_string_lossy().escape_debug()));

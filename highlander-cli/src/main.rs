@@ -124,6 +124,9 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == guard::ARG) {
         return guard::main();
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == guard::EXEC_ARG) {
+        return guard::exec_main();
+    }
     if std::env::args_os().nth(1).is_some_and(|a| a == chaos::recorder::ARG) {
         return chaos::recorder::main();
     }

@@ -489,17 +489,23 @@ fn a_killed_guard_never_leaves_the_command_unguarded() {
     first_tick(&log, "alpha", 0, Duration::from_secs(10));
     let killed_at = now_ns();
     kill(pid(first_guard), Signal::SIGKILL).expect("kill the guard");
-    // The old command is stopped at once, then started again under a new guard.
+    // The old command dies with its guard (the kernel's death signal, SIGKILL; highlander,
+    // its new parent, reaps it), then is started again under a new guard.
+    let gone_at = loop {
+        if kill(pid(first_command), None).is_err() {
+            break now_ns();
+        }
+        assert!(now_ns() < killed_at + 5_000_000_000, "the first command outlived its guard by 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let (second_command, second_guard) = a.started(Duration::from_secs(5));
     assert_ne!((second_command, second_guard), (first_command, first_guard));
-    let stops = ticks(&log).iter().filter(|t| t.identity == "alpha" && t.kind == "stop").map(|t| t.at_ns).collect::<Vec<_>>();
-    let stopped = stops.iter().copied().find(|t| *t > killed_at).expect("the unguarded command got SIGTERM");
-    println!("guard SIGKILLed: its command stopped {:.0} ms later and restarted under a new guard", ms(stopped - killed_at));
-    assert!(stopped - killed_at < 1_000_000_000, "the command ran unguarded for {:.0} ms", ms(stopped - killed_at));
+    println!("guard SIGKILLed: its command was gone {:.0} ms later and restarted under a new guard", ms(gone_at - killed_at));
+    assert!(gone_at - killed_at < 1_000_000_000, "the command ran unguarded for {:.0} ms", ms(gone_at - killed_at));
     assert!(kill(pid(first_command), None).is_err(), "the first command is gone");
     assert!(a.logs().contains("the guard process died"), "{}", a.logs());
     // The new guard does its job: highlander killed, its command dies with it.
-    first_tick(&log, "alpha", stopped, Duration::from_secs(5));
+    first_tick(&log, "alpha", gone_at, Duration::from_secs(5));
     let killed_at = now_ns();
     a.signal(Signal::SIGKILL);
     a.wait(Duration::from_secs(5));
@@ -507,6 +513,30 @@ fn a_killed_guard_never_leaves_the_command_unguarded() {
     let last = last_tick(&log, "alpha").expect("ticks");
     assert!(last < killed_at + 300_000_000, "the second command outlived highlander by {:.0} ms", ms(last.saturating_sub(killed_at)));
     assert!(kill(pid(second_command), None).is_err(), "the second command is gone");
+}
+
+#[test]
+fn a_guard_killed_while_highlander_is_paused_takes_its_command_with_it() {
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("guard-paused");
+    let log = dir.join("ticks");
+    let lock = unique("run-guard-paused");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    let (_, guard) = a.started(Duration::from_secs(10));
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    // Highlander cannot notice (paused), the guard is gone: only the kernel can stop the command.
+    a.signal(Signal::SIGSTOP);
+    let killed_at = now_ns();
+    kill(pid(guard), Signal::SIGKILL).expect("kill the guard");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let last = last_tick(&log, "alpha").expect("ticks");
+    a.signal(Signal::SIGCONT);
+    println!("guard SIGKILLed beside a paused highlander: the command's last tick {:.0} ms later", ms(last.saturating_sub(killed_at)));
+    assert!(
+        last < killed_at + 300_000_000,
+        "the command outlived its guard by {:.0} ms while highlander was paused",
+        ms(last.saturating_sub(killed_at))
+    );
 }
 
 /// A command that escapes its process group and session: `setsid` in the background.
