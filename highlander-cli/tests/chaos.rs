@@ -75,9 +75,16 @@ async fn chaos_catches_the_overlap_of_a_guard_that_ignores_its_deadline() {
 
 #[test]
 fn chaos_refuses_what_it_cannot_stand_in_front_of() {
-    for (url, expected) in [("memory://x", "memory:// lives in one process"), ("s3://bucket", "cannot find where")] {
+    for (url, expected) in [
+        ("memory://x", "memory:// lives in one process"),
+        ("s3://bucket", "cannot find where"),
+        // A bad parameter is named before any candidate starts (it was only in their logs).
+        ("postgres://app:hunter2@127.0.0.1:1/db?table=", "parameter table is empty"),
+        ("redis://127.0.0.1:1/0?wait_replicas=%2B1", "wait_replicas must be a whole number"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_highlander")).args(["chaos", "--store", url]).output().expect("runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(expected) && stderr.lines().count() == 1, "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
     }
 }

@@ -227,6 +227,9 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         return Err("chaos needs at least one round and one fault".into());
     }
     let route = url::Route::of(&args.store)?;
+    // The URL as the candidates will read it (parameters, credentials in the wrong place):
+    // refused here, naming what is wrong, not in candidates' logs after a silent round.
+    highlander::open_unchecked(&args.store, &OpenOptions::new(timing)).await.map_err(|e| format!("chaos: {e}"))?;
     let mut faults = args.faults.clone();
     if route.is_none() {
         // No network between the candidates and a directory: nothing to partition.
