@@ -191,8 +191,8 @@ pub fn host_port(scheme: &str, index: usize, host: &str, default_port: u16) -> R
     }
     let port = match port {
         None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
+        Some(p) => match p.bytes().all(|b| b.is_ascii_digit()).then(|| p.parse::<u16>()) {
+            Some(Ok(n)) if n > 0 => n,
             _ => return Err(config(format!("{scheme}:// host {}: the port is not a number from 1 to 65535", index + 1))),
         },
     };
@@ -231,7 +231,7 @@ impl<'a> Params<'a> {
             None => Ok(default),
             Some("false" | "0" | "no") => Ok(false),
             Some("true" | "1" | "yes") => Ok(true),
-            Some(_) => Err(config(format!("{}:// parameter {key} must be true or false", self.scheme))),
+            Some(_) => Err(config(format!("{}:// parameter {key} must be true or false (or 1/0, yes/no)", self.scheme))),
         }
     }
 
@@ -370,6 +370,7 @@ mod tests {
             ("db:abc", "port is not a number"),
             ("db:0", "port"),
             ("db:99999", "port"),
+            ("db:+1", "port"),
             ("ops:hunter2host:2379", "port"),
             ("us er:pw@x", "not HOST"),
         ] {

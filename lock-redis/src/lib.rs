@@ -139,9 +139,13 @@ impl RedisStoreBuilder {
         let (host, port) = lock_core::url::host_port("redis", 0, host, 6379)?;
         let db = match url.path().trim_matches('/') {
             "" => 0,
-            db => db.parse::<i64>().ok().filter(|d| (0..=15_000).contains(d)).ok_or_else(|| {
-                Error::Config(format!("redis database {} must be a number (redis://host:6379/0)", lock_core::Escaped(db)))
-            })?,
+            db => Some(db)
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<i64>().ok())
+                .filter(|d| (0..=15_000).contains(d))
+                .ok_or_else(|| {
+                    Error::Config(format!("redis database {} must be a number (redis://host:6379/0)", lock_core::Escaped(db)))
+                })?,
         };
         let mut b = Self {
             host,
@@ -595,6 +599,7 @@ mod tests {
         assert_eq!((b.port, b.db, b.tls, b.ca.is_some()), (6379, 0, true, true));
         for (bad, why) in [
             ("redis://h/x", "database \"x\""),
+            ("redis://h/+5", "database \"+5\""),
             ("redis://h?prefx=a", "do not take parameter \"prefx\""),
             ("redis://h?ca=/x", "needs a rediss://"),
             ("rediss://h?cert=/x", "go together"),
