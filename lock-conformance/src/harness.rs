@@ -20,6 +20,10 @@ pub trait StoreHarness: Send + Sync {
     /// The bytes held for `lock`, read bypassing the store's decoding.
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>>;
 
+    /// Deletes the record of `lock` behind the candidates' backs (an operator's
+    /// `DELETE`, a flush, an eviction): the record-loss checks' fault.
+    async fn remove_raw(&self, lock: &LockName) -> lock_core::Result<()>;
+
     /// Durations for the elector checks; slow stores may ask for longer ones.
     fn timing(&self) -> Timing {
         SUITE_TIMING
@@ -36,6 +40,9 @@ impl<H: StoreHarness + ?Sized> StoreHarness for Arc<H> {
     }
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
         (**self).raw(lock).await
+    }
+    async fn remove_raw(&self, lock: &LockName) -> lock_core::Result<()> {
+        (**self).remove_raw(lock).await
     }
     fn timing(&self) -> Timing {
         (**self).timing()
@@ -112,6 +119,9 @@ where
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
         Ok((self.connect)().await?.read_raw(lock).await?.map(|b| b.to_vec()))
     }
+    async fn remove_raw(&self, lock: &LockName) -> lock_core::Result<()> {
+        (self.connect)().await?.delete_raw(lock).await
+    }
     fn timing(&self) -> Timing {
         self.timing
     }
@@ -147,6 +157,9 @@ impl StoreHarness for MemoryHarness {
     }
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
         Ok(self.store.read_raw(lock).await?.map(|b| b.to_vec()))
+    }
+    async fn remove_raw(&self, lock: &LockName) -> lock_core::Result<()> {
+        self.store.delete_raw(lock).await
     }
 }
 

@@ -98,6 +98,9 @@ impl StoreHarness for BrokenHarness {
     async fn raw(&self, lock: &LockName) -> lock_core::Result<Option<Vec<u8>>> {
         self.memory.raw(lock).await
     }
+    async fn remove_raw(&self, lock: &LockName) -> lock_core::Result<()> {
+        self.memory.remove_raw(lock).await
+    }
 }
 
 /// Runs every named check against the flawed store and asserts each one fails.

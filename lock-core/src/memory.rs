@@ -83,6 +83,11 @@ impl MemoryStore {
         self.lock().records.get(lock).map(|(raw, _)| raw.clone())
     }
 
+    /// Deletes the record of `lock` behind the store's back (an operator's cleanup, an eviction).
+    pub fn remove(&self, lock: &LockName) {
+        self.lock().records.remove(lock);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave a half-written record: every write is one insert.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -167,5 +172,9 @@ impl RawAccess for MemoryStore {
     }
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
         Ok(self.raw(lock))
+    }
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        self.remove(lock);
+        Ok(())
     }
 }

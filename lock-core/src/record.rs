@@ -8,10 +8,16 @@ use std::fmt;
 /// A fencing token: strictly increasing across leadership terms of one lock.
 ///
 /// Hand it to whatever the leader writes to, and have that resource reject any
-/// token lower than the highest it has seen. Tokens are monotonic only while every
-/// writer of the lock is a Highlander candidate: a client-go writer drops the
-/// `fencingToken` key, and the next Highlander acquirer then continues from
-/// `max(leaderTransitions, 0) + 1`, which may repeat an earlier token.
+/// token lower than the highest it has seen. A new term's token is
+/// `max(highest token seen + 1, microseconds since the Unix epoch)` (see
+/// [`FencingToken::next_after`]): it grows by one from the record while the record
+/// lives, and from the wall clock when the record is lost (deleted, flushed,
+/// restored from an older backup), so it does not go back as long as candidates'
+/// wall clocks agree to within the time between two terms. Tokens stay below 2^53,
+/// exact in JSON readers that use doubles, until the year 2255.
+///
+/// A client-go writer drops the `fencingToken` key; the next Highlander acquirer
+/// then continues from `max(leaderTransitions, wall clock) + 1` as above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FencingToken(pub u64);
@@ -21,6 +27,16 @@ impl FencingToken {
     #[must_use]
     pub fn get(self) -> u64 {
         self.0
+    }
+}
+
+impl FencingToken {
+    /// The token of a term that follows one whose highest known token is `highest`,
+    /// with the wall clock reading `now`: above both, or `None` at `u64::MAX`.
+    #[must_use]
+    pub fn next_after(highest: u64, now: std::time::SystemTime) -> Option<Self> {
+        let floor = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        highest.checked_add(1).map(|next| Self(next.max(floor)))
     }
 }
 
@@ -177,6 +193,19 @@ mod tests {
         assert!(json.starts_with(&GO_RECORD[..GO_RECORD.len() - 1]), "{json}");
         assert!(json.ends_with(r#","fencingToken":9,"futureField":true}"#), "{json}");
         assert_eq!(LeaderElectionRecord::from_json(json.as_bytes()).unwrap(), rec);
+    }
+
+    #[test]
+    fn next_tokens_grow_from_the_record_and_from_the_wall_clock() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let floor = 1_800_000_000_000_000;
+        assert_eq!(FencingToken::next_after(0, at), Some(FencingToken(floor)), "a lost record: the wall clock");
+        assert_eq!(FencingToken::next_after(floor, at), Some(FencingToken(floor + 1)), "the same microsecond: one more");
+        assert_eq!(FencingToken::next_after(floor + 41, at), Some(FencingToken(floor + 42)), "a record ahead of this clock");
+        assert_eq!(FencingToken::next_after(7, UNIX_EPOCH - Duration::from_secs(5)), Some(FencingToken(8)), "a clock before 1970");
+        assert_eq!(FencingToken::next_after(u64::MAX, at), None, "never wraps");
+        assert!(floor < 1 << 53, "exact as a JSON double");
     }
 
     #[test]

@@ -242,6 +242,10 @@ pub trait RawAccess: LeaseStore {
     async fn write_raw(&self, lock: &LockName, raw: &[u8]) -> Result<()>;
     /// The bytes held for `lock`, undecoded.
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>>;
+    /// Deletes the record of `lock`, whoever holds it, as an operator's `DELETE`, a
+    /// flush or an eviction would (absent already is not an error): for the suite's
+    /// and chaos's record-loss faults.
+    async fn delete_raw(&self, lock: &LockName) -> Result<()>;
 }
 
 forward_store!(Arc<S>);
@@ -255,6 +259,9 @@ impl<S: RawAccess + ?Sized> RawAccess for Arc<S> {
     }
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
         (**self).read_raw(lock).await
+    }
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        (**self).delete_raw(lock).await
     }
 }
 

@@ -415,7 +415,8 @@ async fn every_candidate_learns_the_leader() {
             .expect("config");
         tasks.push(elector.spawn(shutdown.clone()));
     }
-    tokio::time::sleep(RETRY * 3).await;
+    // A lock with no record is first waited out for a lease (absent means unknown).
+    tokio::time::sleep(LEASE + RETRY * 3).await;
     let seen = seen.lock().expect("seen").clone();
     assert_eq!(seen.len(), 3, "{seen:?}");
     let leader = &seen[0].1;
@@ -528,7 +529,9 @@ impl LeaseStore for RateLimitedStore {
 #[tokio::test(start_paused = true)]
 async fn a_store_asking_to_wait_is_not_called_again_before_then() {
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let store = RateLimitedStore { inner: MemoryStore::new(), calls: calls.clone(), until: Instant::now() + Duration::from_secs(60) };
+    let inner = MemoryStore::new();
+    inner.put_raw(&lock(), LeaderElectionRecord::new("", 1, chrono::Utc::now()).to_json().expect("encodes"));
+    let store = RateLimitedStore { inner, calls: calls.clone(), until: Instant::now() + Duration::from_secs(60) };
     let log = Log::default();
     let mut c = candidate(store, "napoleon", &log);
     let led = until_leader(&mut c).await;
@@ -656,7 +659,12 @@ async fn a_leader_whose_record_a_twin_took_steps_down() {
     let intervals = log.lock().expect("log").clone();
     assert!(intervals[0].end.is_some(), "the work was stopped: {intervals:?}");
     let rec = memory.get(&lock()).await.expect("get").expect("record");
-    assert_eq!(rec.record.fencing_token, Some(FencingToken(2)), "the twin's term was not overwritten: {:?}", rec.record);
+    assert_eq!(
+        rec.record.fencing_token.map(FencingToken::get),
+        intervals[0].token.get().checked_add(1),
+        "the twin's term was not overwritten: {:?}",
+        rec.record
+    );
     first.shutdown.cancel();
     first.task.await.expect("task");
 }

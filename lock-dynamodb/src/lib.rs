@@ -464,4 +464,17 @@ impl RawAccess for DynamoDbStore {
             _ => None,
         }))
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        self.inner
+            .client
+            .delete_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(self.key(lock)))
+            .send()
+            .within(&self.inner.in_flight)
+            .await
+            .map_err(|e| errors::map(self, Some(lock), e))?;
+        Ok(())
+    }
 }

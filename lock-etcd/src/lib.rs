@@ -516,6 +516,12 @@ impl RawAccess for EtcdStore {
         let resp = kv.get(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
         Ok(resp.kvs().first().map(|kv| Bytes::copy_from_slice(kv.value())))
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let mut kv = self.client().await?.kv_client();
+        kv.delete(self.key(lock), None).await.map_err(|e| self.error(Some(lock), e))?;
+        Ok(())
+    }
 }
 
 /// `message: cause: cause…`, each cause once (tonic repeats "transport error").

@@ -384,6 +384,17 @@ impl RawAccess for FileStore {
         })
         .await
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let lock = lock.clone();
+        self.blocking(move |s| {
+            s.locked(&lock, || match std::fs::remove_file(s.lease_path(&lock)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(s.io(&lock, "delete", &e)),
+                _ => Ok(()),
+            })
+        })
+        .await
+    }
 }
 
 /// The file backend: `file:///path/to/dir` URLs.

@@ -321,18 +321,17 @@ impl GistStore {
     }
 
     async fn patch(&self, lock: &LockName, content: &str) -> Result<()> {
-        self.inner.gate.check(self)?;
         let name = file_name(&self.inner.file_prefix, lock);
+        self.send_files(Some(lock), json!({ name: { "content": content } })).await
+    }
+
+    /// PATCHes the gist's `files` (a file set to `null` is deleted).
+    async fn send_files(&self, lock: Option<&LockName>, files: Value) -> Result<()> {
+        self.inner.gate.check(self)?;
         // Never If-Match: GitHub answers 400 to conditional headers on PATCH.
-        let response = self
-            .inner
-            .http
-            .patch(&self.inner.url)
-            .json(&json!({ "files": { name: { "content": content } } }))
-            .send()
-            .await
-            .map_err(|e| errors::transport(self, e))?;
-        errors::check(self, Some(lock), &self.inner.gate, response).await?;
+        let response =
+            self.inner.http.patch(&self.inner.url).json(&json!({ "files": files })).send().await.map_err(|e| errors::transport(self, e))?;
+        errors::check(self, lock, &self.inner.gate, response).await?;
         Ok(())
     }
 
@@ -407,6 +406,13 @@ impl RawAccess for GistStore {
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
         let gist = self.fetch(lock).await?;
         Ok(self.content(lock, &gist)?.map(Bytes::from))
+    }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        if self.read_raw(lock).await?.is_none() {
+            return Ok(());
+        }
+        self.send_files(Some(lock), json!({ file_name(&self.inner.file_prefix, lock): null })).await
     }
 }
 

@@ -727,6 +727,12 @@ impl RawAccess for PostgresStore {
         let rows = self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT)]).await?;
         rows.first().map(|row| row.try_get::<_, String>(0).map(Bytes::from).map_err(|e| errors::corrupt(self, lock, &e))).transpose()
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let sql = format!("DELETE FROM {} WHERE name = $1", self.inner.qualified);
+        self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT)]).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -553,6 +553,15 @@ impl RawAccess for RedisStore {
         };
         self.bounded(lock, "read", read).await
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let delete = async {
+            let mut conn = self.inner.connection.clone();
+            let _: i64 = redis::cmd("DEL").arg(self.key(lock)).query_async(&mut conn).await.map_err(|e| self.error(Some(lock), &e))?;
+            Ok(())
+        };
+        self.bounded(lock, "delete", delete).await
+    }
 }
 
 /// The Redis backend: `redis://` and `rediss://` URLs.

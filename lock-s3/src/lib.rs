@@ -300,4 +300,17 @@ impl RawAccess for S3Store {
     async fn read_raw(&self, lock: &LockName) -> Result<Option<Bytes>> {
         Ok(self.fetch(lock).await?.map(|(raw, _)| raw))
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        self.inner
+            .client
+            .delete_object()
+            .bucket(&self.inner.bucket)
+            .key(self.key(lock))
+            .send()
+            .within(&self.inner.in_flight)
+            .await
+            .map_err(|e| errors::map(self, Some(lock), errors::Operation::Other, e))?;
+        Ok(())
+    }
 }

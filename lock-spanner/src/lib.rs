@@ -25,7 +25,7 @@ use gcloud_gax::{conn::Environment, grpc::Code, retry::RetrySetting};
 use gcloud_spanner::{
     client::{Client, ClientConfig, Error as SpannerError},
     key::Key,
-    mutation::{insert, insert_or_update, update},
+    mutation::{delete, insert, insert_or_update, update},
     statement::ToKind,
     transaction::{CallOptions, ReadOptions},
     transaction_rw::CommitOptions,
@@ -512,6 +512,18 @@ impl RawAccess for SpannerStore {
             })
         };
         self.bounded(lock, "read", read).await
+    }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let (table, name) = (self.inner.settings.table.clone(), lock.as_str().to_string());
+        let run = self.inner.client.read_write_transaction(move |tx| {
+            let (table, name) = (table.clone(), name.clone());
+            Box::pin(async move {
+                tx.buffer_write(vec![delete(&table, Key::new(&name))]);
+                Ok::<_, SpannerError>(())
+            })
+        });
+        self.bounded(lock, "delete", async { run.await.map(drop).map_err(|e| self.error(Some(lock), &e)) }).await
     }
 }
 

@@ -441,6 +441,16 @@ impl RawAccess for ZooKeeperStore {
         };
         self.bounded(lock, "read", read).await
     }
+
+    async fn delete_raw(&self, lock: &LockName) -> Result<()> {
+        let delete = async {
+            match self.client().await?.delete(&self.path(lock), None).await {
+                Ok(()) | Err(ZkError::NoNode) => Ok(()),
+                Err(e) => Err(self.error(Some(lock), &e)),
+            }
+        };
+        self.bounded(lock, "delete", delete).await
+    }
 }
 
 /// The ZooKeeper backend: `zookeeper://` URLs.

@@ -46,9 +46,12 @@ pub(crate) enum Fault {
     Outage,
     /// SIGTERM to the leader's highlander (a graceful handover).
     Release,
+    /// The lock's record deleted behind every candidate's back (an operator's DELETE, a
+    /// flush, an eviction), with the leader healthy, paused or cut off (drawn per round).
+    RecordLoss,
 }
 
-const ALL: [Fault; 6] = [Fault::Kill, Fault::Pause, Fault::Freeze, Fault::Partition, Fault::Outage, Fault::Release];
+const ALL: [Fault; 7] = [Fault::Kill, Fault::Pause, Fault::Freeze, Fault::Partition, Fault::Outage, Fault::Release, Fault::RecordLoss];
 
 impl Fault {
     pub(crate) fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Fault {
             Self::Partition => "partition",
             Self::Outage => "outage",
             Self::Release => "release",
+            Self::RecordLoss => "record-loss",
         }
     }
 }
@@ -117,6 +121,8 @@ pub(crate) struct RoundResult {
     to_token: Option<u64>,
     /// From the fault to the next term's start.
     takeover: Option<f64>,
+    /// Whether the fault ends the leader's term (a healthy leader keeps its term when its record is lost).
+    ends_term: bool,
 }
 
 fn unix_now() -> f64 {
@@ -177,6 +183,10 @@ struct Run {
     exe: PathBuf,
     lock: String,
     timing: Timing,
+    /// The store's raw access, for the record-loss fault.
+    raw: Option<std::sync::Arc<dyn highlander::RawAccess>>,
+    /// Whether candidates reach the store over the network (a directory cannot be cut off).
+    networked: bool,
     record: PathBuf,
     logs: PathBuf,
 }
@@ -230,6 +240,12 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     // The URL as the candidates will read it (parameters, credentials in the wrong place):
     // refused here, naming what is wrong, not in candidates' logs after a silent round.
     highlander::open_unchecked(&args.store, &OpenOptions::new(timing)).await.map_err(|e| format!("chaos: {e}"))?;
+    let lock = args.lock.clone().unwrap_or_else(|| format!("chaos-{:08x}", rand::random::<u32>()));
+    let raw = if args.faults.contains(&Fault::RecordLoss) {
+        Some(highlander::open_raw(&args.store, &OpenOptions::new(timing)).await.map_err(|e| format!("chaos: {e}"))?)
+    } else {
+        None
+    };
     let mut faults = args.faults.clone();
     if route.is_none() {
         // No network between the candidates and a directory: nothing to partition.
@@ -247,8 +263,10 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let run = Run {
         exe: std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable: {e}"))?,
-        lock: args.lock.clone().unwrap_or_else(|| format!("chaos-{:08x}", rand::random::<u32>())),
+        lock,
         timing,
+        raw,
+        networked: route.is_some(),
         record: work.join("record"),
         logs: work.clone(),
     };
@@ -313,7 +331,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
                         r.takeover.map_or_else(|| "none".into(), |s| format!("{s:.2}s"))
                     );
                 }
-                if r.to_token.is_none() {
+                if r.to_token.is_none() && r.ends_term {
                     stuck += 1;
                 }
                 rounds.push(r);
@@ -381,6 +399,8 @@ async fn round(
     let at = unix_now();
     let pid = pid_of(&candidates[i]).ok_or("the leader's process is gone")?;
     let mut held = 0.0;
+    let mut ends_term = true;
+    let mut target_note = None;
     match fault {
         Fault::Kill => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -438,18 +458,50 @@ async fn round(
             candidates.iter().flat_map(|c| &c.proxies).for_each(|p| p.set_cut(false));
             held = hold.as_secs_f64();
         }
+        Fault::RecordLoss => {
+            let raw = run.raw.as_ref().ok_or("record-loss needs the store's raw access")?;
+            let lock = highlander::LockName::new(&run.lock).map_err(|e| e.to_string())?;
+            let how = match rng.random_range(0..3) {
+                0 => LeaderDuringLoss::Healthy,
+                1 => LeaderDuringLoss::Paused,
+                _ if run.networked => LeaderDuringLoss::CutOff,
+                _ => LeaderDuringLoss::Paused,
+            };
+            match how {
+                LeaderDuringLoss::Healthy => {}
+                LeaderDuringLoss::Paused => drop(kill(pid, Signal::SIGSTOP)),
+                LeaderDuringLoss::CutOff => candidates[i].proxies.iter().for_each(|p| p.set_cut(true)),
+            }
+            raw.delete_raw(&lock).await.map_err(|e| format!("cannot delete the record: {e}"))?;
+            tokio::time::sleep(hold).await;
+            match how {
+                LeaderDuringLoss::Healthy => {
+                    // A leader within its term writes its record again at its next renewal and keeps its term.
+                    let back = raw.read_raw(&lock).await.map_err(|e| e.to_string())?;
+                    let back = back.as_deref().and_then(|b| highlander::LeaderElectionRecord::from_json(b).ok());
+                    if back.as_ref().map(|r| r.holder_identity.as_str()) != Some(leader.identity.as_str()) {
+                        return Err(format!("the healthy leader did not write its record again within {hold:?}: {back:?}"));
+                    }
+                }
+                LeaderDuringLoss::Paused => drop(kill(pid, Signal::SIGCONT)),
+                LeaderDuringLoss::CutOff => candidates[i].proxies.iter().for_each(|p| p.set_cut(false)),
+            }
+            held = hold.as_secs_f64();
+            ends_term = how != LeaderDuringLoss::Healthy;
+            target_note = Some(how.name());
+        }
     }
     if matches!(fault, Fault::Kill | Fault::Release) {
         // K candidates stay in the race: the same identity, a new process.
         run.spawn(&mut candidates[i])?;
     }
-    let until = tokio::time::Instant::now() + patience;
+    let until = tokio::time::Instant::now() + if ends_term { patience } else { Duration::ZERO };
     let next = loop {
         recording.refresh();
         if let Some(e) = recording.next_start(at, leader.token) {
             break Some(e.clone());
         }
-        if tokio::time::Instant::now() > until {
+        if tokio::time::Instant::now() >= until {
             break None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -458,11 +510,33 @@ async fn round(
         fault,
         at,
         held,
-        target: leader.identity,
+        target: match target_note {
+            Some(note) => format!("{} ({note})", leader.identity),
+            None => leader.identity,
+        },
         from_token: leader.token,
         to_token: next.as_ref().map(|e| e.token),
         takeover: next.map(|e| e.at - at),
+        ends_term,
     })
+}
+
+/// What the leader is doing while its record is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaderDuringLoss {
+    Healthy,
+    Paused,
+    CutOff,
+}
+
+impl LeaderDuringLoss {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Paused => "paused",
+            Self::CutOff => "cut off",
+        }
+    }
 }
 
 async fn stop_all(candidates: &mut [Candidate]) {

@@ -122,7 +122,7 @@ async fn one_leader(candidates: &mut [Candidate]) -> Result<usize, Failure> {
 }
 
 /// The slowest of a few `get`s: the slack added to timing bounds for this store.
-async fn store_latency(h: &dyn StoreHarness, lock: &LockName) -> Result<Duration, Failure> {
+pub(crate) async fn store_latency(h: &dyn StoreHarness, lock: &LockName) -> Result<Duration, Failure> {
     let store = h.connect().await?;
     let mut worst = Duration::ZERO;
     for _ in 0..5 {

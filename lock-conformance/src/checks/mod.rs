@@ -1,6 +1,7 @@
 //! The checks, as plain `pub async fn`s over any [`StoreHarness`](crate::StoreHarness).
 
 pub mod elector;
+pub mod loss;
 pub mod restart;
 pub mod store;
 
@@ -32,6 +33,8 @@ macro_rules! __for_each_check {
             elector::fencing_tokens_strictly_increase,
             elector::rival_overwrite_is_detected_at_next_renewal,
             elector::one_identity_in_two_processes_is_never_two_leaders,
+            loss::record_lost_under_a_cut_off_leader_is_not_a_free_lock,
+            loss::record_lost_between_terms_still_gets_a_larger_token,
         }
     };
 }

@@ -174,6 +174,9 @@ enum Step {
     HeldBy(String),
     /// We were leading but the record names someone else.
     Lost(String),
+    /// No record, and not long enough since we first saw none for any holder whose
+    /// record was lost to have reached its deadline.
+    Vacant,
     /// A store call failed.
     Failed(Error),
 }
@@ -234,6 +237,10 @@ struct Campaign<'a> {
     /// Said once per sighting: another process holds the lease under our identity.
     twin_reported: bool,
     max_token_seen: u64,
+    /// When this candidate first found the lock without a record (reset when one is seen).
+    absent_since: Option<Instant>,
+    /// The last record seen before it vanished, for the log and the next record's counts.
+    vanished: Option<LeaderElectionRecord>,
     reported_leader: Option<String>,
     /// The last failed store call, shown in the published state until a call succeeds.
     last_error: Option<String>,
@@ -257,6 +264,8 @@ impl<'a> Campaign<'a> {
             deadlines: None,
             twin_reported: false,
             max_token_seen: 0,
+            absent_since: None,
+            vanished: None,
             reported_leader: None,
             last_error: None,
             asked_to_wait: None,
@@ -286,9 +295,22 @@ impl<'a> Campaign<'a> {
         });
     }
 
-    /// When the observed lease expires: judged by when *we* saw the record change, never by its renewTime.
+    /// When the observed lease expires: judged by when *we* saw the record change, never
+    /// by its renewTime. A lock with no record is treated as held by someone unknown
+    /// since we first saw it absent (see [`Self::vacancy_wait`]).
     fn observed_expiry(&self) -> Option<Instant> {
+        if let Some(since) = self.absent_since {
+            return Some(clock::add(since, self.vacancy_wait()));
+        }
         self.observed.as_ref().map(|r| clock::add(self.observed_time, Duration::from_secs(r.lease_duration_seconds.into())))
+    }
+
+    /// How long a lock must be seen without a record before a candidate may create it:
+    /// the longest lease it knows of (its own, the last record's), as if the lost
+    /// record had been renewed the moment before it vanished.
+    fn vacancy_wait(&self) -> Duration {
+        let last = self.vanished.as_ref().map_or(0, |r| r.lease_duration_seconds);
+        self.cfg().lease_duration.max(Duration::from_secs(last.into()))
     }
 
     /// client-go's isLeaseValid.
@@ -308,11 +330,11 @@ impl<'a> Campaign<'a> {
         }
     }
 
-    /// The token of a new term: above every token seen, never wrapped.
+    /// The token of a new term: above every token seen and the wall clock, never wrapped.
     fn next_token(&self, old: Option<&LeaderElectionRecord>) -> Result<FencingToken> {
         let from_record = old.map_or(0, |r| r.fencing_token.map_or(0, FencingToken::get).max(u64::from(r.leader_transitions)));
         let highest = from_record.max(self.max_token_seen);
-        highest.checked_add(1).map(FencingToken).ok_or_else(|| Error::Corrupt {
+        FencingToken::next_after(highest, std::time::SystemTime::now()).ok_or_else(|| Error::Corrupt {
             lock: self.cfg().lock.clone(),
             store: self.store().to_string(),
             detail: format!("fencing token {highest} cannot grow any further, so no new term can start; reset the record by hand"),
@@ -325,6 +347,8 @@ impl<'a> Campaign<'a> {
         }
         self.observed = Some(rec);
         self.observed_version = Some(version);
+        self.absent_since = None;
+        self.vanished = None;
         // The store may hold our record in another byte form; the next read resets observed time.
         self.observed_raw = None;
         self.observed_time = Instant::now();
@@ -396,32 +420,13 @@ impl<'a> Campaign<'a> {
         };
         let seen = match got {
             Err(e) => return Step::Failed(e),
-            Ok(None) => {
-                let mut rec = LeaderElectionRecord::new(me, lease, now);
-                let token = if self.leading {
-                    self.term_token
-                } else {
-                    match self.next_token(self.observed.as_ref()) {
-                        Ok(t) => Some(t),
-                        Err(e) => return Step::Failed(e),
-                    }
-                };
-                rec.fencing_token = token;
-                if !self.leading {
-                    self.attempted_token = token;
-                }
-                return match self.call("create", deadline, self.store().create(&lock, &rec)).await {
-                    Ok(v) => {
-                        self.wrote(rec, v);
-                        Step::Held
-                    }
-                    Err(e) => Step::Failed(e),
-                };
-            }
+            Ok(None) => return self.absent(deadline).await,
             Ok(Some(seen)) => seen,
         };
 
         // 3. Remember the record and when it last changed, by our own clock.
+        self.absent_since = None;
+        self.vanished = None;
         if self.observed_raw.as_ref() != Some(&seen.raw) {
             if let Some(t) = seen.record.fencing_token {
                 self.max_token_seen = self.max_token_seen.max(t.get());
@@ -489,6 +494,70 @@ impl<'a> Campaign<'a> {
         }
     }
 
+    /// The lock has no record. Absent means unknown, not free: a record may have been
+    /// deleted, flushed or restored away under a holder that is still inside its term.
+    /// A leader within its own deadline writes its record again and goes on (any
+    /// other candidate waits a whole lease from its first sight of the gap, and this
+    /// leader's deadline comes sooner). Anyone else creates the record only once the
+    /// lock has been seen absent for [`Self::vacancy_wait`], the bound that taking
+    /// over an expired lease has.
+    async fn absent(&mut self, deadline: Option<Stamp>) -> Step {
+        let (lock, me) = (self.cfg().lock.clone(), self.cfg().identity.clone());
+        if self.absent_since.is_none() {
+            self.absent_since = Some(Instant::now());
+            self.observed_raw = None;
+            self.vanished = self.observed.take().or_else(|| self.vanished.take());
+            let wait = self.vacancy_wait();
+            match &self.vanished {
+                Some(last) => warn!(
+                    lock = %lock, store = %self.store(), identity = %Escaped(&me), last_holder = %Escaped(&last.holder_identity),
+                    last_token = ?last.fencing_token.map(FencingToken::get),
+                    "the lock's record vanished from the store (deleted, flushed, evicted or restored from a backup); {}",
+                    if self.leading { "this leader writes it again within its term".to_string() }
+                    else { format!("no one may lead until it has been gone for {wait:?}, in case its holder is still in its term") }
+                ),
+                None if !self.leading => info!(
+                    lock = %lock, store = %self.store(), identity = %Escaped(&me),
+                    "the lock has no record: waiting {wait:?} before creating it, in case a holder's record was lost"
+                ),
+                None => {}
+            }
+        }
+        if !self.leading && self.lease_valid(Instant::now()) {
+            return Step::Vacant;
+        }
+        let mut rec = LeaderElectionRecord::new(me.clone(), self.cfg().lease_seconds(), Utc::now());
+        if let Some(last) = &self.vanished {
+            rec.leader_transitions = last.leader_transitions;
+            if self.leading {
+                rec.acquire_time = last.acquire_time;
+            } else if last.holder_identity != me {
+                rec.leader_transitions = last.leader_transitions.saturating_add(1);
+            }
+        }
+        rec.fencing_token = if self.leading {
+            self.term_token
+        } else {
+            match self.next_token(self.vanished.as_ref()) {
+                Ok(t) => Some(t),
+                Err(e) => return Step::Failed(e),
+            }
+        };
+        if !self.leading {
+            self.attempted_token = rec.fencing_token;
+        }
+        match self.call("create", deadline, self.store().create(&lock, &rec)).await {
+            Ok(v) => {
+                if self.vanished.is_some() {
+                    info!(lock = %lock, store = %self.store(), identity = %Escaped(&me), fencing_token = ?rec.fencing_token.map(FencingToken::get), "wrote the lock's record again");
+                }
+                self.wrote(rec, v);
+                Step::Held
+            }
+            Err(e) => Step::Failed(e),
+        }
+    }
+
     /// client-go's maybeReportTransition.
     fn report_leader(&mut self) {
         let holder = self.observed.as_ref().map(|r| r.holder_identity.clone()).filter(|h| !h.is_empty());
@@ -524,6 +593,9 @@ impl<'a> Campaign<'a> {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), holder = %Escaped(&holder), "lease is held and has not expired")
                 }
                 Step::Lost(holder) => debug!(lock = %self.cfg().lock, %holder, "lease taken"),
+                Step::Vacant => {
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "no record yet: waiting for any lost term to end")
+                }
                 Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
                     error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
                     return Acquired::Failed(e);
@@ -721,6 +793,7 @@ impl<'a> Campaign<'a> {
                         break;
                     }
                     Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder} holds the lease now")),
+                    Step::Vacant => return TermEnd::Lost("the lock's record vanished and this leader could not write it again".into()),
                     Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
                         error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "stepping down: the store refused for good");
                         return TermEnd::Failed(e);

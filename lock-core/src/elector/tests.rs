@@ -30,17 +30,33 @@ fn stored(store: &MemoryStore) -> LeaderElectionRecord {
     LeaderElectionRecord::from_json(&store.raw(&lock()).expect("record present")).expect("decodes")
 }
 
+/// Takes a lock that has no record: absent means unknown, so only after a lease.
+async fn take_empty(c: &mut Campaign<'_>) {
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "an absent record is not taken at once");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "taken a lease after it was first seen absent");
+}
+
+fn token(rec: &LeaderElectionRecord) -> u64 {
+    rec.fencing_token.expect("a Highlander record carries a token").get()
+}
+
 #[tokio::test(start_paused = true)]
 async fn acquire_from_no_object() {
     let store = CountingStore::new(MemoryStore::new());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "absent is not free");
+    assert!(store.inner().raw(&lock()).is_none(), "nothing written while waiting");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "9 s after first seeing it absent: still waiting");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a lease after first seeing it absent");
     let rec = stored(store.inner());
     assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions, rec.lease_duration_seconds), (ME, 0, 10));
-    assert_eq!(rec.fencing_token, Some(FencingToken(1)));
+    assert!(token(&rec) >= FencingToken::next_after(0, std::time::SystemTime::now()).expect("grows").get() - 60_000_000, "{rec:?}");
     let n = store.counts();
-    assert_eq!((n.get, n.create, n.update), (1, 1, 0), "get then create");
+    assert_eq!((n.get, n.create, n.update), (3, 1, 0), "gets, then one create");
 }
 
 #[tokio::test(start_paused = true)]
@@ -53,7 +69,7 @@ async fn acquire_from_unled_object() {
     let rec = stored(&store);
     assert_eq!(rec.holder_identity, ME);
     assert_eq!(rec.leader_transitions, 4, "a holder change is a transition");
-    assert_eq!(rec.fencing_token, Some(FencingToken(8)));
+    assert!(token(&rec) > 7, "{rec:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -73,7 +89,7 @@ async fn do_not_acquire_from_led_fresh_object_then_acquire_once_expired() {
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "expired 11 s after observing");
     let rec = stored(&store);
     assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), (ME, 2));
-    assert_eq!(rec.fencing_token, Some(FencingToken(3)));
+    assert!(token(&rec) > 2, "{rec:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,7 +121,7 @@ async fn a_lease_held_under_our_identity_by_another_process_is_not_ours_until_it
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "taken once it expired as observed");
     let rec = stored(&store);
     assert_eq!(rec.leader_transitions, 5, "the same identity: not a holder change");
-    assert_eq!(rec.fencing_token, Some(FencingToken(10)), "but a new process is a new term");
+    assert!(token(&rec) > 9, "but a new process is a new term: {rec:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -113,7 +129,7 @@ async fn a_leader_that_finds_its_identity_with_another_token_steps_down() {
     let store = MemoryStore::new();
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     // A second process started with the same identity takes the record over.
     seed(&store, ME, 0, Some(2));
@@ -154,10 +170,79 @@ async fn a_won_write_whose_answer_was_lost_is_still_recognised_as_ours() {
     let store = MemoryStore::new();
     let e = elector(LostAnswers(store.clone()));
     let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
+    tokio::time::advance(Duration::from_secs(10)).await;
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Failed(Error::Unavailable { .. })));
     assert_eq!(stored(&store).holder_identity, ME, "the write happened");
+    let attempted = token(&stored(&store));
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "our own token: ours, no waiting for expiry");
-    assert_eq!(stored(&store).fencing_token, Some(FencingToken(2)), "a fresh term for the process that now leads");
+    assert!(token(&stored(&store)) > attempted, "a fresh term for the process that now leads");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_deleted_under_a_leader_is_written_again_within_its_term_and_said_once() {
+    let store = MemoryStore::new();
+    seed(&store, OTHER, 4, Some(41));
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    let _term = c.start_term(Stamp::now());
+    let held = stored(&store);
+    store.remove(&lock());
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a leader within its term writes its record again");
+    let again = stored(&store);
+    assert_eq!(
+        (again.holder_identity.as_str(), again.fencing_token, again.leader_transitions, again.acquire_time),
+        (ME, held.fencing_token, 5, held.acquire_time),
+        "the same term: same token, transitions and acquire time"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_that_sees_the_record_vanish_waits_a_lease_and_takes_a_larger_token() {
+    let store = MemoryStore::new();
+    seed(&store, OTHER, 2, Some(9));
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    store.remove(&lock());
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "first seen absent now");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "the lost holder may still be in its term");
+    // It comes back (a restore) and goes again: the wait starts over from the new gap.
+    seed(&store, OTHER, 2, Some(9));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    store.remove(&lock());
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "9 s after this gap was first seen");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    let rec = stored(&store);
+    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), (ME, 3), "the lost record's count goes on");
+    assert!(token(&rec) > 9, "{rec:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vanished_record_with_a_longer_lease_is_waited_out_in_full() {
+    let store = MemoryStore::new();
+    let mut rec = LeaderElectionRecord::new(OTHER, 60, Utc::now());
+    rec.fencing_token = Some(FencingToken(3));
+    store.put_raw(&lock(), rec.to_json().expect("encode"));
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    store.remove(&lock());
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "the holder's 60 s lease, not our 10 s");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,7 +275,7 @@ async fn renew_already_held_object_with_one_call_keeping_acquire_time() {
     let store = CountingStore::new(MemoryStore::new());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     let first = stored(store.inner());
     let before = store.counts();
@@ -209,7 +294,7 @@ async fn renew_falls_back_to_the_slow_path_when_the_version_moved() {
     let store = CountingStore::new(faulty);
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     faults.conflict_next_updates(1);
     let before = store.counts();
@@ -223,7 +308,7 @@ async fn leader_that_finds_another_holder_has_lost() {
     let store = MemoryStore::new();
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     seed(&store, OTHER, 1, None);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Lost(h) if h.contains(OTHER)));
@@ -234,7 +319,7 @@ async fn last_writer_wins_store_never_takes_the_fast_path() {
     let store = CountingStore::new(MemoryStore::last_writer_wins());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     let before = store.counts();
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
@@ -247,7 +332,7 @@ async fn release_retries_on_conflict_and_keeps_transitions() {
     let store = CountingStore::new(faulty.clone());
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     let _term = c.start_term(Stamp::now());
     let held = stored(faulty.inner());
     faults.conflict_next_updates(2);
@@ -281,7 +366,7 @@ async fn release_gives_up_at_the_renew_deadline() {
     let (faulty, faults) = FaultyStore::new(MemoryStore::new());
     let e = elector(faulty);
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    take_empty(&mut c).await;
     faults.set_mode(crate::FaultMode::Hang);
     let started = Instant::now();
     assert!(!c.release().await);
