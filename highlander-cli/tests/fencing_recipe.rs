@@ -50,23 +50,27 @@ async fn fenced_ledger_writes_of_a_deposed_term_are_refused() {
         assert!(out.status.success(), "{identity}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let rows = psql(&data, &password, "SELECT token || ' ' || writer FROM ledger ORDER BY token");
-    assert_eq!(rows.lines().collect::<Vec<_>>(), ["1 alpha", "2 beta"], "each term wrote once, with its token");
+    let rows: Vec<(u64, &str)> =
+        rows.lines().map(|l| l.split_once(' ').map(|(t, w)| (t.parse().expect("a token"), w)).expect("token writer")).collect();
+    assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), ["alpha", "beta"], "each term wrote once, in order: {rows:?}");
+    let (alpha, beta) = (rows[0].0, rows[1].0);
+    assert!(alpha < beta, "beta's term has the larger token: {rows:?}");
 
     // Term 1 wakes up late and writes again: refused, exit 3, nothing written.
     let late = Command::new(WRITER)
         .env("DATA_URL", &data)
         .env("DATA_PASSWORD", &password)
-        .env("HIGHLANDER_FENCING_TOKEN", "1")
+        .env("HIGHLANDER_FENCING_TOKEN", alpha.to_string())
         .env("HIGHLANDER_IDENTITY", "alpha")
         .output()
         .expect("the writer runs");
     let stderr = String::from_utf8_lossy(&late.stderr);
     assert_eq!(late.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("fenced: token 1 is older than the last writer's of ledger"), "{stderr}");
+    assert!(stderr.contains(&format!("fenced: token {alpha} is older than the last writer's of ledger")), "{stderr}");
     assert_eq!(psql(&data, &password, "SELECT count(*) FROM ledger"), "2", "the late write changed nothing");
-    assert_eq!(psql(&data, &password, "SELECT token FROM fence WHERE resource = 'ledger'"), "2");
+    assert_eq!(psql(&data, &password, "SELECT token FROM fence WHERE resource = 'ledger'"), beta.to_string());
     // The mutation check: the same late insert without the fence lands.
-    psql(&data, &password, "INSERT INTO ledger VALUES (1, 'alpha-unfenced', now())");
+    psql(&data, &password, &format!("INSERT INTO ledger VALUES ({alpha}, 'alpha-unfenced', now())"));
     assert_eq!(psql(&data, &password, "SELECT count(*) FROM ledger"), "3");
     psql(&url, &password, &format!("DROP SCHEMA {schema} CASCADE"));
 }

@@ -109,6 +109,7 @@ where
         let state = elector.subscribe();
         running.push(Running { name: name.clone(), state, task: elector.spawn(shutdown.clone()) });
     }
+    println!("[all] the lock has no record yet: absent means unknown, so no one leads for one lease ({:?})", t.lease);
     let first = wait_for_leader(&mut running, t.lease * 4).await?;
     let first_token = running[first].state.borrow().fencing_token;
     tokio::time::sleep(script.crash_after).await;
@@ -184,7 +185,10 @@ mod tests {
             async move { Ok(Arc::new(store) as SharedStore) }
         };
         let summary = run(&script, connect).await.expect("the demo runs");
-        assert_eq!((summary.tokens.0, summary.tokens.1), (Some(FencingToken(1)), Some(FencingToken(2))));
+        let (Some(first), Some(next)) = summary.tokens else { panic!("two terms: {summary:?}") };
+        assert!(first < next, "tokens grow: {summary:?}");
+        let led = summary.timeline.iter().find(|(_, e)| e.contains("leads")).expect("a leader");
+        assert!(led.0 >= script.timing.lease, "a lock with no record is waited out for a lease first: {summary:?}");
         assert!(summary.failover <= summary.bound, "{summary:?}");
         let twins = Script { candidates: vec!["a".into(), "a".into()], ..Script::default() };
         let err = run(&twins, connect).await.expect_err("twins");
