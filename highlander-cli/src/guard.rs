@@ -35,8 +35,6 @@ use nix::{
     sys::{
         signal::{SigSet, Signal},
         signalfd::{SfdFlags, SignalFd},
-        time::TimeSpec,
-        timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags},
         wait::{WaitPidFlag, WaitStatus, waitpid},
     },
     unistd::Pid,
@@ -44,7 +42,7 @@ use nix::{
 use std::{
     ffi::{OsStr, OsString},
     os::{
-        fd::{AsFd, BorrowedFd},
+        fd::{AsFd, BorrowedFd, OwnedFd},
         unix::process::CommandExt,
     },
     process::{Command, ExitCode, Stdio},
@@ -56,10 +54,16 @@ use crate::tree::{descendants, signal_tree};
 /// The hidden first argument that turns the executable into a guard.
 pub(crate) const ARG: &str = "__highlander_guard";
 
-/// Test-only mutation: set it (to anything) in `highlander run`'s environment and the
-/// guard ignores its deadline, as a build without self-fencing would. The tests that
-/// prove the deadline is what prevents two commands at once use it; never set it.
+/// Test-only mutation, in debug builds only (a release binary has no such switch): set
+/// it (to anything) in `highlander run`'s environment and the guard ignores its
+/// deadline, as a build without self-fencing would. The tests that prove the deadline
+/// is what prevents two commands at once use it.
+#[cfg(debug_assertions)]
 pub(crate) const IGNORE_DEADLINE_ENV: &str = "HIGHLANDER_TEST_GUARD_IGNORES_DEADLINE";
+
+/// The soft open-file limit `highlander run` started with (it raises its own): the guard
+/// sets it back for itself and so for the command, which gets the limit it was given.
+pub(crate) const OPEN_FILES_ENV: &str = "HIGHLANDER_GUARD_OPEN_FILES";
 
 /// The hidden first argument of the step between the guard and the command:
 /// `highlander __highlander_exec GUARD_PID -- COMMAND [ARG…]` arms the kernel's death
@@ -182,15 +186,28 @@ fn run() -> Result<(), String> {
     }
     let program = args.next().ok_or("no command")?;
     let rest: Vec<OsString> = args.collect();
+    if let Some(soft) = std::env::var(OPEN_FILES_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("getrlimit: {e}"))?;
+        setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).map_err(|e| format!("cannot restore the open-file limit: {e}"))?;
+    }
+    #[cfg(debug_assertions)]
     let ignore_deadline = std::env::var_os(IGNORE_DEADLINE_ENV).is_some();
+    #[cfg(not(debug_assertions))]
+    let ignore_deadline = false;
 
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block().map_err(|e| format!("cannot block SIGCHLD: {e}"))?;
     let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
-    let timer =
-        TimerFd::new(ClockId::CLOCK_BOOTTIME, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC).map_err(|e| format!("timerfd: {e}"))?;
+    // Made and armed with raw system calls (rustix), so that a library preloaded to shift
+    // time (libfaketime wraps timerfd_settime) cannot move the deadline.
+    let timer = rustix::time::timerfd_create(
+        rustix::time::TimerfdClockId::Boottime,
+        rustix::time::TimerfdFlags::NONBLOCK | rustix::time::TimerfdFlags::CLOEXEC,
+    )
+    .map_err(|e| format!("timerfd: {e}"))?;
     let mut control = Control { buffer: Vec::new(), closed: false };
 
     // The deadlines first, then `start`.
@@ -230,19 +247,27 @@ fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Ve
     Ok(polled.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect())
 }
 
-fn arm(timer: &TimerFd, at: Option<Duration>) -> Result<(), String> {
-    match at {
-        Some(at) => timer
-            .set(Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))), TimerSetTimeFlags::TFD_TIMER_ABSTIME)
-            .map_err(|e| format!("timerfd: {e}")),
-        None => timer.unset().map_err(|e| format!("timerfd: {e}")),
-    }
+/// Arms `timer` to fire at `at` on `CLOCK_BOOTTIME` (absolute), or disarms it.
+fn arm(timer: &OwnedFd, at: Option<Duration>) -> Result<(), String> {
+    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let value = match at {
+        // Zero disarms: an absolute deadline is at least one nanosecond after boot.
+        Some(at) => {
+            let at = at.max(Duration::from_nanos(1));
+            Timespec { tv_sec: i64::try_from(at.as_secs()).unwrap_or(i64::MAX), tv_nsec: at.subsec_nanos().into() }
+        }
+        None => zero,
+    };
+    timerfd_settime(timer, TimerfdTimerFlags::ABSTIME, &Itimerspec { it_interval: zero, it_value: value })
+        .map(drop)
+        .map_err(|e| format!("timerfd: {e}"))
 }
 
 fn supervise(
     control: &mut Control,
     children: &SignalFd,
-    timer: &TimerFd,
+    timer: &OwnedFd,
     program: OsString,
     args: Vec<OsString>,
     mut state: State,
@@ -255,6 +280,7 @@ fn supervise(
         .arg("--")
         .arg(&program)
         .args(&args)
+        .env_remove(OPEN_FILES_ENV)
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()

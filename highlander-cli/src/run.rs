@@ -98,6 +98,8 @@ struct Spec {
     /// Processes of an earlier command that were sent SIGKILL and may not have died
     /// yet (uninterruptible sleep), each with its start time so a reused pid is not theirs.
     leftovers: Arc<Mutex<Vec<(Pid, u64)>>>,
+    /// The soft open-file limit this process had before raising it: the command gets it back.
+    open_files: Option<u64>,
 }
 
 /// How one term's command ended.
@@ -110,6 +112,7 @@ enum Ended {
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     let lock = LockName::new(&args.target.lock).map_err(|e| e.to_string())?;
+    let open_files = serve::raise_open_file_limit();
     let identity = args.identity.unwrap_or_else(default_identity);
     check_identity(&identity).map_err(|e| format!("--identity: {e}"))?;
     let timing = args.timing.timing()?;
@@ -175,6 +178,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         guard_exe,
         guards,
         leftovers: Arc::default(),
+        open_files,
     });
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
@@ -304,6 +308,7 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
 /// guard that knows the current deadline; a new guard if one dies while we lead.
 async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::UnboundedSender<Ended>) {
     let labels = [("lock", spec.lock.to_string())];
+    let mut guard_deaths = 0u32;
     let outcome = loop {
         // What SIGKILL has not ended yet of an earlier command (a process in
         // uninterruptible sleep, say) must be gone before the command starts again.
@@ -341,16 +346,34 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
             Watched::GuardDied => {
                 error!(lock = %spec.lock, pid = term.pid, "the guard process died: stopping the command, which must not run unguarded");
                 let status = term.stop_unguarded(&spec, &leadership).await;
-                if leadership.is_valid() {
-                    warn!(lock = %spec.lock, "still leading: starting the command again under a new guard");
-                    continue;
+                guard_deaths = guard_deaths.saturating_add(1);
+                if !leadership.is_valid() {
+                    break Ended::Exited { status, stopped: true };
                 }
-                break Ended::Exited { status, stopped: true };
+                // A guard that keeps dying is a leader that cannot run its command: give
+                // the lease up for a standby rather than hold it with nothing running.
+                if guard_deaths >= MAX_GUARD_DEATHS {
+                    break Ended::NotStarted(format!(
+                        "the guard process died {guard_deaths} times in this term (see the errors above: a process or file limit, a refused system call, something killing it); giving up the lease so that a standby runs the command"
+                    ));
+                }
+                let backoff = GUARD_BACKOFF.saturating_mul(1 << (guard_deaths - 1).min(8));
+                warn!(lock = %spec.lock, attempt = guard_deaths + 1, of = MAX_GUARD_DEATHS, "still leading: starting the command again under a new guard in {backoff:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = leadership.lost() => break Ended::Exited { status, stopped: true },
+                }
+                continue;
             }
         }
     };
     let _ = ended.send(outcome);
 }
+
+/// How many times a guard may die within one term before the leader gives the lease up.
+const MAX_GUARD_DEATHS: u32 = 3;
+/// The wait before the first new guard; it doubles with each death.
+const GUARD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why a command was not started beside an earlier one's processes.
 #[derive(Debug, PartialEq, Eq)]
@@ -455,6 +478,7 @@ impl Guarded {
             .env("HIGHLANDER_LOCK", spec.lock.as_str())
             .env("HIGHLANDER_IDENTITY", &spec.identity)
             .env("HIGHLANDER_FENCING_TOKEN", leadership.fencing_token().to_string())
+            .envs(spec.open_files.map(|soft| (guard::OPEN_FILES_ENV, soft.to_string())))
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .process_group(0)
             .kill_on_drop(false);

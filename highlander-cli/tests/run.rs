@@ -68,7 +68,27 @@ impl Candidate {
     }
 
     fn start_with_env(pg: &Pg, lock: &str, identity: &str, log: &Path, extra: &[&str], script: &str, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+        Self::start_wrapped(pg, lock, identity, log, (extra, script), env, &[])
+    }
+
+    /// Started through `wrapper` (a program and its arguments that then run highlander).
+    fn start_wrapped(
+        pg: &Pg,
+        lock: &str,
+        identity: &str,
+        log: &Path,
+        (extra, script): (&[&str], &str),
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_highlander"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_highlander")),
+        };
         cmd.envs(env.iter().copied());
         cmd.args(["run", "--store", &pg.url, "--lock", lock, "--identity", identity])
             .args(DURATIONS)
@@ -369,11 +389,20 @@ fn pid(raw: i32) -> Pid {
 /// Leader alpha (its command ticking), standby beta; then alpha's highlander alone is
 /// SIGSTOPped for 10 s. Returns the log, alpha's stop time and both candidates.
 fn pause_the_leaders_highlander(name: &str, alpha_env: &[(&str, &str)]) -> (Pg, PathBuf, u128, Candidate, Candidate) {
+    pause_the_leaders_highlander_wrapped(name, alpha_env, &[], TICKER)
+}
+
+fn pause_the_leaders_highlander_wrapped(
+    name: &str,
+    alpha_env: &[(&str, &str)],
+    wrapper: &[&str],
+    alpha_script: &str,
+) -> (Pg, PathBuf, u128, Candidate, Candidate) {
     let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
     let dir = tempdir(name);
     let log = dir.join("ticks");
     let lock = unique(name);
-    let mut a = Candidate::start_with_env(&pg, &lock, "alpha", &log, &[], TICKER, alpha_env);
+    let mut a = Candidate::start_wrapped(&pg, &lock, "alpha", &log, (&[], alpha_script), alpha_env, wrapper);
     a.started(Duration::from_secs(10));
     first_tick(&log, "alpha", 0, Duration::from_secs(10));
     let b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
@@ -668,4 +697,155 @@ fn sigterm_handover_through_a_transaction_pooler_polls_and_with_listen_is_notifi
     }
     assert!(figures[0] <= ms(RETRY.as_nanos()) * 2.2 + 400.0, "polling hands over within a jittered retry period: {figures:?}");
     assert!(figures[1] < ms(RETRY.as_nanos()), "with listen= the release is notified: {figures:?}");
+}
+
+/// A leader under a library that shifts its clocks (libfaketime, two hours either way)
+/// is fenced like any other: its guard arms the deadline with raw system calls on
+/// `CLOCK_BOOTTIME`, which the library cannot move (it wraps `timerfd_settime`).
+#[test]
+fn a_paused_leader_under_faketime_is_stopped_before_the_standby_starts() {
+    // The command's own ticks must be stamped with the true time: it drops the library.
+    let ticker = format!("unset LD_PRELOAD FAKETIME\n{TICKER}");
+    for shift in ["+2h", "-2h"] {
+        let (_pg, log, stopped_at, mut a, mut b) =
+            pause_the_leaders_highlander_wrapped(&format!("run-faketime{shift}"), &[], &["faketime", "-f", shift], &ticker);
+        let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
+        let beta_first = first_tick(&log, "beta", stopped_at, Duration::from_secs(5));
+        println!(
+            "faketime {shift}: alpha's command's last tick {:.0} ms after its highlander stopped, beta's first {:.0} ms after",
+            ms(alpha_last - stopped_at),
+            ms(beta_first - stopped_at)
+        );
+        assert!(alpha_last < beta_first, "faketime {shift}: alpha's command ran {:.0} ms into beta's term", ms(alpha_last - beta_first));
+        assert!(
+            alpha_last - stopped_at <= 1_500_000_000 + 300_000_000,
+            "faketime {shift}: alpha's command ran {:.0} ms after its highlander stopped:\n{}",
+            ms(alpha_last - stopped_at),
+            a.logs()
+        );
+        b.signal(Signal::SIGTERM);
+        b.wait(Duration::from_secs(5));
+        assert_terms_never_overlap(&log);
+    }
+}
+
+/// A guard that keeps dying (here SIGKILLed as soon as it has started the command, as an
+/// OOM killer or a broken sandbox would) is a leader that cannot run its command: after
+/// three deaths in one term highlander stops, releases the lease and exits 127, and the
+/// standby's command runs at once instead of never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_that_keeps_dying_gives_the_lease_up_to_the_standby() {
+    let pg = postgres().await;
+    let dir = tempdir("guard-dies");
+    let log = dir.join("ticks");
+    let lock = unique("run-guard-dies");
+    let mut a = Candidate::start(&pg, &lock, "alpha", &log, &[], TICKER);
+    let (_, guard) = a.started(Duration::from_secs(10));
+    let mut b = Candidate::start(&pg, &lock, "beta", &log, &[], TICKER);
+    let mut guard = guard;
+    let mut killed_at = now_ns();
+    for death in 1..=3 {
+        kill(Pid::from_raw(guard), Signal::SIGKILL).expect("kill the guard");
+        killed_at = now_ns();
+        if death < 3 {
+            guard = a.started(Duration::from_secs(5)).1;
+        }
+    }
+    let status = a.wait(Duration::from_secs(5));
+    let logs = a.logs();
+    assert_eq!(status.code(), Some(127), "{logs}");
+    assert!(logs.contains("died 3 times"), "alpha says why it gave up:\n{logs}");
+    assert!(logs.contains("released the lease"), "{logs}");
+    let beta_first = first_tick(&log, "beta", killed_at, Duration::from_secs(5));
+    println!("a guard killed three times: beta's command started {:.0} ms after the third death", ms(beta_first - killed_at));
+    assert!(beta_first - killed_at < 1_500_000_000, "the standby waited past the renew deadline: {:.0} ms", ms(beta_first - killed_at));
+    b.signal(Signal::SIGTERM);
+    b.wait(Duration::from_secs(5));
+    assert_terms_never_overlap(&log);
+}
+
+/// `GET /healthz` that must be answered within `within`: the status and the body.
+fn probe(addr: std::net::SocketAddr, within: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, within)?;
+    stream.set_read_timeout(Some(within))?;
+    stream.set_write_timeout(Some(within))?;
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+/// A flood of connections to `--health` — 3,000 idle ones and 200 that send their
+/// request a byte every half second — against a candidate started with the common soft
+/// limit of 1,024 open files: `/healthz` keeps answering within a second, the leader
+/// keeps its term, and its command still gets the limit it was started with.
+#[test]
+fn the_health_port_answers_through_a_flood_of_idle_and_slow_connections() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use std::io::Write;
+    let pg = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(postgres());
+    let dir = tempdir("health-flood");
+    let log = dir.join("ticks");
+    let limit_file = dir.join("command-open-files");
+    let lock = unique("run-health-flood");
+    let script = format!("ulimit -n > {}\n{TICKER}", limit_file.display());
+    let mut a =
+        Candidate::start_wrapped(&pg, &lock, "alpha", &log, (&["--health", "127.0.0.1:0"], &script), &[], &["prlimit", "--nofile=1024:"]);
+    a.started(Duration::from_secs(10));
+    first_tick(&log, "alpha", 0, Duration::from_secs(10));
+    let logs = a.logs();
+    let addr: std::net::SocketAddr = logs
+        .lines()
+        .filter(|l| l.contains("serving /healthz"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")).and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no health address in:\n{logs}"));
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_eq!(std::fs::read_to_string(&limit_file).expect("the command wrote its limit").trim(), "1024", "the command's own limit");
+
+    // This test's side of the flood needs more than 1,024 descriptors itself.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    let idle: Vec<std::net::TcpStream> =
+        (0..3000).filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut conns: Vec<std::net::TcpStream> =
+                (0..200).filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()).collect();
+            for c in &mut conns {
+                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\n");
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut conns {
+                    let _ = c.write_all(b"X");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    });
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let asked = Instant::now();
+        let answer = probe(addr, Duration::from_secs(1));
+        let took = asked.elapsed();
+        assert!(
+            matches!(&answer, Ok((200, body)) if body.starts_with("ok: leading")),
+            "/healthz during the flood ({} idle connections open): {answer:?} after {took:?}\n{}",
+            idle.len(),
+            a.logs()
+        );
+        worst = worst.max(took);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    slow.join().expect("the slow clients");
+    println!("{} idle and 200 slow connections: /healthz answered 20 of 20 probes, the slowest in {worst:?}", idle.len());
+    drop(idle);
+    let terms = assert_terms_never_overlap(&log);
+    assert_eq!(terms.len(), 1, "the leader kept its one term through the flood: {terms:?}");
+    a.signal(Signal::SIGTERM);
+    a.wait(Duration::from_secs(5));
 }

@@ -242,6 +242,9 @@ pub fn markdown(reports: &[BackendReport]) -> String {
         )
     });
     row("rival write noticed after", &|r| secs(r.figure("rival_overwrite_is_detected_at_next_renewal", "rival_detected_seconds"), None));
+    row("record deleted under a cut-off leader: next term after (never before a lease)", &|r| {
+        secs(r.figure("record_lost_under_a_cut_off_leader_is_not_a_free_lock", "lost_record_takeover_seconds"), None)
+    });
     row("overlapping leadership terms (4 candidates, faults)", &|r| {
         r.figure("leadership_intervals_never_overlap", "overlapping_terms").map_or("–".into(), |v| format!("{v:.0}"))
     });

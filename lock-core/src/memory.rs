@@ -83,6 +83,12 @@ impl MemoryStore {
         self.lock().records.get(lock).map(|(raw, _)| raw.clone())
     }
 
+    /// Ends every change feed, as a store restart or a dropped connection would: each
+    /// watcher's channel closes and its elector must subscribe again.
+    pub fn end_watches(&self) {
+        self.lock().watchers.clear();
+    }
+
     /// Deletes the record of `lock` behind the store's back (an operator's cleanup, an eviction).
     pub fn remove(&self, lock: &LockName) {
         self.lock().records.remove(lock);

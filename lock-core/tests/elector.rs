@@ -283,6 +283,25 @@ async fn with_change_notifications_a_release_is_taken_at_once_and_standbys_stop_
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_change_feed_that_ends_is_subscribed_to_again_and_notifies_again() {
+    let store = MemoryStore::with_watch();
+    let log = Log::default();
+    let mut first = candidate(store.clone(), "napoleon", &log);
+    until_leader(&mut first).await;
+    let mut second = candidate(store.clone(), "cleopatra", &log);
+    tokio::time::sleep(RETRY * 5).await;
+    // The store restarts: every feed ends. The standby polls, then subscribes again.
+    store.end_watches();
+    tokio::time::sleep(RETRY * 6).await;
+    first.shutdown.cancel();
+    let released = Instant::now();
+    assert_eq!(first.task.await.expect("task"), ElectionEnd::Shutdown);
+    let took_over = until_leader(&mut second).await;
+    assert!(took_over - released < RETRY / 10, "after the feed ended, handover took {:?}: not notified", took_over - released);
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(start_paused = true)]
 async fn with_change_notifications_a_crashed_leader_is_still_replaced_by_polling() {
     let store = MemoryStore::with_watch();
     let log = Log::default();

@@ -19,14 +19,24 @@ pub trait RestartableStore: Send + Sync {
     async fn start(&self) -> Result<(), Failure>;
 }
 
+/// How soon a release must reach a standby that has change notifications.
+pub const NOTIFIED_HANDOVER: Duration = Duration::from_millis(200);
+
 /// How long after the store is back a leader must be elected again.
 pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 /// The leader steps down when the store goes away, nobody leads while it is down,
 /// the election resumes when it is back, and the record (transitions, fencing
 /// token) is not lost.
+///
+/// On a store with change notifications, the standby's feed must come back too: after
+/// the restart a graceful release reaches it by notification (within
+/// [`NOTIFIED_HANDOVER`]) rather than at its next poll, up to 2.2 retry periods later.
 pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn RestartableStore) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("restart"), Terms::default());
+    let (lock, terms) = (unique_lock("restart"), Terms::default());
+    // A longer retry period than the suite's, so that a poll cannot pass for a notification.
+    let t = h.timing();
+    let t = lock_core::Timing { lease: t.lease * 2, renew_deadline: t.renew_deadline * 2, retry_period: t.retry_period * 4 };
     let mut candidates = vec![
         Candidate::spawn(h.connect().await?, &lock, "napoleon", t, &terms)?,
         Candidate::spawn(h.connect().await?, &lock, "cleopatra", t, &terms)?,
@@ -61,9 +71,26 @@ pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn R
     let recovery = started.elapsed();
     let after = candidates[recovered].state.borrow().clone();
     let new_token = after.fencing_token.ok_or_else(|| Failure("the new leader has no fencing token".into()))?;
+    let watch = h.connect().await?.capabilities().watch;
+    let mut handover = None;
+    if watch {
+        // The standby's feed is subscribed to again within its backoff (at most four retry periods).
+        tokio::time::sleep(t.retry_period * 5).await;
+        let leader = candidates.remove(recovered);
+        let asked = Instant::now();
+        leader.stop().await?;
+        let took_over = candidates[0].until("take over after the release", |s| s.is_leader()).await?;
+        handover = Some(took_over - asked);
+    }
     let found = overlaps(&terms);
     for c in candidates {
         c.stop().await?;
+    }
+    if let Some(handover) = handover {
+        ensure!(
+            handover <= NOTIFIED_HANDOVER,
+            "after the restart a release reached the standby in {handover:?}, not by notification (within {NOTIFIED_HANDOVER:?}): its change feed did not come back"
+        );
     }
     ensure!(new_token > token, "the fencing token went from {token} to {new_token} across the restart");
     ensure!(
@@ -73,7 +100,11 @@ pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn R
         after.transitions
     );
     ensure!(found.is_empty(), "terms overlapped across the restart: {found:?}");
-    Ok(Observation::default().figure("step_down_seconds", down_for.as_secs_f64()).figure("recovery_seconds", recovery.as_secs_f64()))
+    let obs = Observation::default().figure("step_down_seconds", down_for.as_secs_f64()).figure("recovery_seconds", recovery.as_secs_f64());
+    Ok(match handover {
+        Some(h) => obs.figure("handover_after_restart_seconds", h.as_secs_f64()),
+        None => obs,
+    })
 }
 
 /// A container started by a fixture, as a [`RestartableStore`].

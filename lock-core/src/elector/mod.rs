@@ -217,6 +217,47 @@ enum Wake {
     Deadline,
 }
 
+/// Re-subscribing to a store's change feed after it ended: each loss and each recovery
+/// said once, attempts spaced from one retry period up to four.
+struct FeedRetry {
+    base: Duration,
+    backoff: Duration,
+    next: Instant,
+    lost: bool,
+}
+
+impl FeedRetry {
+    fn new(base: Duration) -> Self {
+        Self { base, backoff: base, next: Instant::now(), lost: false }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    fn lost(&mut self, lock: &LockName, store: &dyn LeaseStore) {
+        if !self.lost {
+            warn!(lock = %lock, store = %store, "change notifications from the store ended (a restart or a dropped connection): polling every retry period and subscribing again until they are back");
+            self.lost = true;
+        }
+        self.backoff = self.base;
+        self.next = clock::add(Instant::now(), self.base);
+    }
+
+    fn attempted(&mut self, ok: bool, lock: &LockName, store: &dyn LeaseStore) {
+        if ok {
+            if self.lost {
+                info!(lock = %lock, store = %store, "change notifications are back");
+            }
+            self.lost = false;
+            self.backoff = self.base;
+        } else {
+            self.next = clock::add(Instant::now(), self.backoff);
+            self.backoff = (self.backoff * 2).min(self.base * 4);
+        }
+    }
+}
+
 /// The state of one run: client-go's observed record, observed time and raw bytes.
 struct Campaign<'a> {
     elector: &'a LeaderElector,
@@ -506,6 +547,8 @@ impl<'a> Campaign<'a> {
         if self.absent_since.is_none() {
             self.absent_since = Some(Instant::now());
             self.observed_raw = None;
+            // A re-created record may start its versions again: none of the old ones is newer.
+            self.observed_version = None;
             self.vanished = self.observed.take().or_else(|| self.vanished.take());
             let wait = self.vacancy_wait();
             match &self.vanished {
@@ -578,8 +621,15 @@ impl<'a> Campaign<'a> {
     /// Tries until the lease is ours; returns when the winning call started.
     async fn acquire(&mut self, shutdown: &CancellationToken) -> Acquired {
         let mut changes = self.subscribe().await;
+        let mut feed = FeedRetry::new(self.cfg().retry_period);
         let mut notified = None;
         loop {
+            // A feed that ended (the store restarted, the connection dropped) is
+            // subscribed to again, with backoff, while polling goes on.
+            if changes.is_none() && self.store().capabilities().watch && feed.due() {
+                changes = self.subscribe().await;
+                feed.attempted(changes.is_some(), &self.cfg().lock, self.store());
+            }
             let started = Stamp::now();
             let step = tokio::select! {
                 biased;
@@ -641,7 +691,7 @@ impl<'a> Campaign<'a> {
                             }
                         }
                         None => {
-                            debug!(lock = %self.cfg().lock, identity = %self.cfg().identity, "change notifications ended; polling");
+                            feed.lost(&self.cfg().lock, self.store());
                             changes = None;
                         }
                     },
