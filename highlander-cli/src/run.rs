@@ -100,6 +100,8 @@ struct Spec {
     leftovers: Arc<Mutex<Vec<(Pid, u64)>>>,
     /// The soft open-file limit this process had before raising it: the command gets it back.
     open_files: Option<u64>,
+    /// The election's durations.
+    timing: highlander::Timing,
 }
 
 /// How one term's command ended.
@@ -179,6 +181,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         guards,
         leftovers: Arc::default(),
         open_files,
+        timing,
     });
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
@@ -329,6 +332,9 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
                 ));
             }
         }
+        if !room_to_run(&spec, &leadership).await {
+            break Ended::Exited { status: ExitStatus::from_raw(0), stopped: true };
+        }
         let mut term = match Guarded::start(&spec, &leadership).await {
             Ok(term) => term,
             Err(Start::NotStarted(why)) => break Ended::NotStarted(why),
@@ -374,6 +380,37 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
 const MAX_GUARD_DEATHS: u32 = 3;
 /// The wait before the first new guard; it doubles with each death.
 const GUARD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Waits, while the term lasts, until a renewal leaves more than a retry period of it:
+/// a store whose round trip eats the renew deadline would have the command started and
+/// stopped again and again. Says so once, with the figures; `false` if the term ended.
+async fn room_to_run(spec: &Spec, leadership: &Leadership) -> bool {
+    let mut said = false;
+    let mut changes = leadership.deadline_changes();
+    loop {
+        let left = leadership.deadlines().valid_until.remaining();
+        if left > spec.timing.retry_period {
+            if said {
+                info!(lock = %spec.lock, left = ?left, "a renewal left room for the command again: starting it");
+            }
+            return true;
+        }
+        if !said {
+            let round_trip = spec.timing.renew_deadline.saturating_sub(left);
+            let needed = (round_trip + spec.timing.retry_period) * 2;
+            warn!(
+                lock = %spec.lock, left = ?left, round_trip = ?round_trip,
+                "the store is too slow for these timings: a renewal leaves only {left:?} of the term (a round trip of about {round_trip:?}), so the command would be stopped within a retry period; not starting it until a renewal leaves more. Set --renew-deadline to at least {}s (and --lease above it)",
+                needed.as_secs() + 1
+            );
+            said = true;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return false },
+            () = leadership.lost() => return false,
+        }
+    }
+}
 
 /// Why a command was not started beside an earlier one's processes.
 #[derive(Debug, PartialEq, Eq)]

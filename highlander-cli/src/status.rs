@@ -73,12 +73,19 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool) -> Result
             "acquireTime": time(r.acquire_time), "renewTime": time(r.renew_time),
             "leaseDurationSeconds": r.lease_duration_seconds, "expired": expired,
             "leaderTransitions": r.leader_transitions, "fencingToken": r.fencing_token.map(FencingToken::get),
-            "version": seen.version.as_str(),
+            "version": seen.version.as_str(), "claim": r.claim,
         })
         .to_string());
     }
     // The holder is another process's text: escaped, so it cannot forge a line.
-    let holder = if r.is_held() { Unquoted(&r.holder_identity).to_string() } else { "(none: released)".into() };
+    let holder = match (r.is_held(), r.claim) {
+        (true, true) => format!(
+            "{} (a claim: the record was missing; it leads only once the claim has stood for its lease)",
+            Unquoted(&r.holder_identity)
+        ),
+        (true, false) => Unquoted(&r.holder_identity).to_string(),
+        (false, _) => "(none: released)".into(),
+    };
     Ok(format!(
         "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {} (renewTime + lease vs this machine's clock)\ntransitions    {}\nfencing token  {}",
         Unquoted(lock.as_str()),

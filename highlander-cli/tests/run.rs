@@ -706,9 +706,20 @@ fn sigterm_handover_through_a_transaction_pooler_polls_and_with_listen_is_notifi
 fn a_paused_leader_under_faketime_is_stopped_before_the_standby_starts() {
     // The command's own ticks must be stamped with the true time: it drops the library.
     let ticker = format!("unset LD_PRELOAD FAKETIME\n{TICKER}");
+    // Preloaded directly (`env` execs highlander): the `faketime` command would stay
+    // between the test and highlander as a parent process, and SIGSTOP would stop it instead.
+    let library = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists())
+        .expect("libfaketime (Debian's faketime package, which scripts/setup installs)");
+    let preload = format!("LD_PRELOAD={}", library.display());
     for shift in ["+2h", "-2h"] {
+        let fake = format!("FAKETIME={shift}");
         let (_pg, log, stopped_at, mut a, mut b) =
-            pause_the_leaders_highlander_wrapped(&format!("run-faketime{shift}"), &[], &["faketime", "-f", shift], &ticker);
+            pause_the_leaders_highlander_wrapped(&format!("run-faketime{shift}"), &[], &["env", &preload, &fake], &ticker);
         let alpha_last = ticks(&log).iter().filter(|t| t.identity == "alpha").map(|t| t.at_ns).max().expect("alpha ticked");
         let beta_first = first_tick(&log, "beta", stopped_at, Duration::from_secs(5));
         println!(

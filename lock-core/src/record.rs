@@ -81,6 +81,11 @@ pub struct LeaderElectionRecord {
     /// Highlander's fencing token for the current term (absent in records written by Go).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<FencingToken>,
+    /// Written by a candidate that found the lock without a record: a claim, not yet a
+    /// term. Its holder leads only after the claim has stood for a lease; a leader still
+    /// inside its term may write over it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claim: bool,
     /// Keys this version does not know, preserved on rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -99,6 +104,7 @@ impl LeaderElectionRecord {
             strategy: None,
             preferred_holder: None,
             fencing_token: None,
+            claim: false,
             extra: Map::new(),
         }
     }

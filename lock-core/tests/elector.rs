@@ -301,6 +301,26 @@ async fn a_change_feed_that_ends_is_subscribed_to_again_and_notifies_again() {
     assert_no_overlap(&log);
 }
 
+/// A slow link (a round trip of a quarter of the renew deadline, half each way): the
+/// term's deadline counts from the start of its winning write, not from the read before
+/// it, so one leader keeps one term instead of losing it at every other renewal.
+#[tokio::test(start_paused = true)]
+async fn a_round_trip_of_a_quarter_of_the_renew_deadline_keeps_one_term() {
+    let (faulty, faults) = FaultyStore::new(MemoryStore::new());
+    faults.set_delay(RENEW / 8);
+    faults.set_response_delay(RENEW / 8);
+    let log = Log::default();
+    let mut c = candidate(faulty, "napoleon", &log);
+    until_leader(&mut c).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(c.state.borrow().is_leader(), "{:?}", *c.state.borrow());
+    let terms = log.lock().expect("log").clone();
+    assert_eq!(terms.len(), 1, "one term for 60 s, no restarts: {terms:?}");
+    assert!(terms[0].end.is_none(), "{terms:?}");
+    c.shutdown.cancel();
+    c.task.await.expect("task");
+}
+
 #[tokio::test(start_paused = true)]
 async fn with_change_notifications_a_crashed_leader_is_still_replaced_by_polling() {
     let store = MemoryStore::with_watch();

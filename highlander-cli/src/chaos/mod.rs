@@ -49,9 +49,13 @@ pub(crate) enum Fault {
     /// The lock's record deleted behind every candidate's back (an operator's DELETE, a
     /// flush, an eviction), with the leader healthy, paused or cut off (drawn per round).
     RecordLoss,
+    /// Every candidate's link slowed to a round trip of a quarter of the renew deadline
+    /// for the fault's length: the leader must keep its term.
+    Slow,
 }
 
-const ALL: [Fault; 7] = [Fault::Kill, Fault::Pause, Fault::Freeze, Fault::Partition, Fault::Outage, Fault::Release, Fault::RecordLoss];
+const ALL: [Fault; 8] =
+    [Fault::Kill, Fault::Pause, Fault::Freeze, Fault::Partition, Fault::Outage, Fault::Release, Fault::RecordLoss, Fault::Slow];
 
 impl Fault {
     pub(crate) fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Fault {
             Self::Outage => "outage",
             Self::Release => "release",
             Self::RecordLoss => "record-loss",
+            Self::Slow => "slow",
         }
     }
 }
@@ -248,10 +253,12 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     };
     let mut faults = args.faults.clone();
     if route.is_none() {
-        // No network between the candidates and a directory: nothing to partition.
-        faults.retain(|f| !matches!(f, Fault::Partition | Fault::Outage));
+        // No network between the candidates and a directory: nothing to partition or slow down.
+        faults.retain(|f| !matches!(f, Fault::Partition | Fault::Outage | Fault::Slow));
         if faults.is_empty() {
-            return Err("a directory store has no network to partition: choose kill, pause, freeze or release".into());
+            return Err(
+                "a directory store has no network to partition or slow down: choose kill, pause, freeze, release or record-loss".into()
+            );
         }
     }
     if args.create {
@@ -457,6 +464,14 @@ async fn round(
             tokio::time::sleep(hold).await;
             candidates.iter().flat_map(|c| &c.proxies).for_each(|p| p.set_cut(false));
             held = hold.as_secs_f64();
+        }
+        Fault::Slow => {
+            let one_way = run.timing.renew_deadline / 8;
+            candidates.iter().flat_map(|c| &c.proxies).for_each(|p| p.set_delay(one_way));
+            tokio::time::sleep(hold * 2).await;
+            candidates.iter().flat_map(|c| &c.proxies).for_each(|p| p.set_delay(Duration::ZERO));
+            held = (hold * 2).as_secs_f64();
+            ends_term = false;
         }
         Fault::RecordLoss => {
             let raw = run.raw.as_ref().ok_or("record-loss needs the store's raw access")?;

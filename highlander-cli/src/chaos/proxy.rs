@@ -2,9 +2,10 @@
 //! of them (an outage) off the store without touching the store. A cut is a black
 //! hole, as a real partition is: connections stay open and nothing passes either way,
 //! so calls hang until their timeouts; new connections are accepted and held. When the
-//! cut heals, what waited is delivered, late.
+//! cut heals, what waited is delivered, late. A delay (a slow link) holds every chunk
+//! that long in each direction.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -15,6 +16,7 @@ use tokio::{
 pub(crate) struct Proxy {
     addr: SocketAddr,
     cut: watch::Sender<bool>,
+    delay: watch::Sender<Duration>,
 }
 
 impl Proxy {
@@ -23,9 +25,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (cut, watched) = watch::channel(false);
+        let (delay, delayed) = watch::channel(Duration::ZERO);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, cut) = (target.clone(), watched.clone());
+                let (target, cut, delay) = (target.clone(), watched.clone(), delayed.clone());
                 tokio::spawn(async move {
                     if wait_open(&cut).await.is_err() {
                         return;
@@ -35,11 +38,11 @@ impl Proxy {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, cut.clone()), pump(sr, cw, cut));
+                    tokio::join!(pump(cr, sw, cut.clone(), delay.clone()), pump(sr, cw, cut, delay));
                 });
             }
         });
-        Ok(Self { addr, cut })
+        Ok(Self { addr, cut, delay })
     }
 
     /// Where candidates connect.
@@ -50,6 +53,11 @@ impl Proxy {
     /// Cuts (`true`) or heals (`false`) the link.
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.send_replace(cut);
+    }
+
+    /// Holds every chunk `delay` in each direction (zero: none), so a round trip takes twice it more.
+    pub(crate) fn set_delay(&self, delay: Duration) {
+        self.delay.send_replace(delay);
     }
 }
 
@@ -74,7 +82,12 @@ async fn wait_cut(cut: &watch::Receiver<bool>) -> Result<(), watch::error::RecvE
 }
 
 /// Copies one direction, holding everything while the link is cut.
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, cut: watch::Receiver<bool>) {
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: watch::Receiver<bool>,
+    delay: watch::Receiver<Duration>,
+) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         if wait_open(&cut).await.is_err() {
@@ -93,6 +106,10 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
                 _ = wait_cut(&cut) => continue,
             }
         };
+        let hold = *delay.borrow();
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
+        }
         if wait_open(&cut).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
@@ -102,7 +119,6 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn a_cut_holds_bytes_until_it_heals() {
@@ -133,5 +149,11 @@ mod tests {
         proxy.set_cut(false);
         tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut b)).await.expect("delivered after healing").expect("read");
         assert_eq!(&b, b"pong");
+        proxy.set_delay(Duration::from_millis(150));
+        let asked = std::time::Instant::now();
+        c.write_all(b"slow").await.expect("write");
+        c.read_exact(&mut b).await.expect("echo");
+        assert_eq!(&b, b"slow");
+        assert!(asked.elapsed() >= Duration::from_millis(300), "a round trip through a 150 ms link: {:?}", asked.elapsed());
     }
 }

@@ -47,7 +47,8 @@ impl Timing {
     pub const DEFAULT: Self =
         Self { lease: DEFAULT_LEASE_DURATION, renew_deadline: DEFAULT_RENEW_DEADLINE, retry_period: DEFAULT_RETRY_PERIOD };
 
-    /// Checks client-go's rules (lease > renew deadline > 1.2 × retry period, all > 0)
+    /// Checks client-go's rules (lease > renew deadline > 1.2 × retry period, all > 0),
+    /// the timing rule of `docs/safety.md` (lease > renew deadline + [`clock_margin`](Self::clock_margin))
     /// and Highlander's bounds ([`MAX_LEASE_DURATION`], [`MIN_RETRY_PERIOD`], whole-second
     /// leases). The message says which rule and with which values.
     pub fn check(&self) -> std::result::Result<(), String> {
@@ -64,6 +65,16 @@ impl Timing {
         }
         if self.lease <= self.renew_deadline {
             return Err(format!("lease duration ({:?}) must be greater than renew deadline ({:?})", self.lease, self.renew_deadline));
+        }
+        // The timing rule of docs/safety.md (checked by lock-model): a leader's term must
+        // end before a standby with a faster clock may take over.
+        if self.lease <= self.renew_deadline.saturating_add(self.clock_margin()) {
+            return Err(format!(
+                "lease duration ({:?}) must exceed renew deadline ({:?}) plus the clock margin ({:?}: 1 % of the lease + 20 ms), so that a leader's term ends before a standby whose clock runs faster may take the lease",
+                self.lease,
+                self.renew_deadline,
+                self.clock_margin()
+            ));
         }
         if self.retry_period < MIN_RETRY_PERIOD {
             return Err(format!(

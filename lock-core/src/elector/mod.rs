@@ -174,8 +174,8 @@ enum Step {
     HeldBy(String),
     /// We were leading but the record names someone else.
     Lost(String),
-    /// No record, and not long enough since we first saw none for any holder whose
-    /// record was lost to have reached its deadline.
+    /// The lock had no record: this candidate claimed it, and may lead on the claim
+    /// only once it has stood for a lease (see [`Campaign::absent`]).
     Vacant,
     /// A store call failed.
     Failed(Error),
@@ -278,7 +278,8 @@ struct Campaign<'a> {
     /// Said once per sighting: another process holds the lease under our identity.
     twin_reported: bool,
     max_token_seen: u64,
-    /// When this candidate first found the lock without a record (reset when one is seen).
+    /// When this candidate first found the lock without a record (reset when one is
+    /// seen): each gap is reported once.
     absent_since: Option<Instant>,
     /// The last record seen before it vanished, for the log and the next record's counts.
     vanished: Option<LeaderElectionRecord>,
@@ -287,6 +288,9 @@ struct Campaign<'a> {
     last_error: Option<String>,
     /// How long the store last asked us to wait before calling again.
     asked_to_wait: Option<Duration>,
+    /// When the last write of a tryAcquireOrRenew started: a term's deadline counts from
+    /// the start of its winning write, which no standby can have seen earlier.
+    write_started: Option<Stamp>,
 }
 
 impl<'a> Campaign<'a> {
@@ -310,6 +314,7 @@ impl<'a> Campaign<'a> {
             reported_leader: None,
             last_error: None,
             asked_to_wait: None,
+            write_started: None,
         }
     }
 
@@ -324,7 +329,8 @@ impl<'a> Campaign<'a> {
     fn publish(&self) {
         let state = ElectionState {
             phase: if self.leading { Phase::Leading } else { Phase::Candidate },
-            leader: self.observed.as_ref().map(|r| r.holder_identity.clone()).filter(|h| !h.is_empty()),
+            // A claim is not a term: its holder does not lead (yet).
+            leader: self.observed.as_ref().filter(|r| !r.claim).map(|r| r.holder_identity.clone()).filter(|h| !h.is_empty()),
             fencing_token: if self.leading { self.term_token } else { None },
             transitions: self.observed.as_ref().map_or(0, |r| r.leader_transitions),
             last_error: self.last_error.clone(),
@@ -340,15 +346,11 @@ impl<'a> Campaign<'a> {
     /// by its renewTime. A lock with no record is treated as held by someone unknown
     /// since we first saw it absent (see [`Self::vacancy_wait`]).
     fn observed_expiry(&self) -> Option<Instant> {
-        if let Some(since) = self.absent_since {
-            return Some(clock::add(since, self.vacancy_wait()));
-        }
         self.observed.as_ref().map(|r| clock::add(self.observed_time, Duration::from_secs(r.lease_duration_seconds.into())))
     }
 
-    /// How long a lock must be seen without a record before a candidate may create it:
-    /// the longest lease it knows of (its own, the last record's), as if the lost
-    /// record had been renewed the moment before it vanished.
+    /// How long a claim must stand before its candidate may lead: the longest lease it
+    /// knows of (its own, the vanished record's).
     fn vacancy_wait(&self) -> Duration {
         let last = self.vanished.as_ref().map_or(0, |r| r.lease_duration_seconds);
         self.cfg().lease_duration.max(Duration::from_secs(last.into()))
@@ -397,6 +399,7 @@ impl<'a> Campaign<'a> {
 
     /// client-go's tryAcquireOrRenew, remembering the last failure for the published state.
     async fn try_acquire_or_renew(&mut self, deadline: Option<Stamp>, notified: Option<Observed>) -> Step {
+        self.write_started = None;
         let step = self.try_acquire_or_renew_once(deadline, notified).await;
         self.last_error = match &step {
             Step::Failed(e) => Some(e.to_string()),
@@ -440,6 +443,7 @@ impl<'a> Campaign<'a> {
             rec.lease_duration_seconds = lease;
             rec.renew_time = Some(now);
             rec.fencing_token = self.term_token;
+            self.write_started = Some(Stamp::now());
             match self.call("update", deadline, self.store().update(&lock, &version, &rec)).await {
                 Ok(v) => {
                     self.wrote(rec, v);
@@ -468,6 +472,11 @@ impl<'a> Campaign<'a> {
         // 3. Remember the record and when it last changed, by our own clock.
         self.absent_since = None;
         self.vanished = None;
+        // The first read of a record we wrote ourselves: its bytes are new to us, but it
+        // did not change since we wrote it, and its lease runs from our write.
+        if self.observed_raw.is_none() && self.observed.as_ref() == Some(&seen.record) {
+            self.observed_raw = Some(seen.raw.clone());
+        }
         if self.observed_raw.as_ref() != Some(&seen.raw) {
             if let Some(t) = seen.record.fencing_token {
                 self.max_token_seen = self.max_token_seen.max(t.get());
@@ -481,7 +490,17 @@ impl<'a> Campaign<'a> {
         let old = seen.record;
         let held_by_me = old.holder_identity == me;
         let ours = self.written_by_us(&old);
-        if self.leading && !ours {
+        // Another candidate's claim while this leader is inside its term: the lock's
+        // record vanished under it. The claimant leads only if its claim stands for a
+        // lease, so this leader writes its record back over it and keeps its term.
+        let overwrite_claim = self.leading && !ours && old.claim && !held_by_me;
+        if overwrite_claim {
+            warn!(
+                lock = %lock, store = %self.store(), identity = %Escaped(&me), claimant = %Escaped(&old.holder_identity),
+                "the lock's record vanished under this leader and another candidate claimed it: this leader is inside its term and writes its record back"
+            );
+        }
+        if self.leading && !ours && !overwrite_claim {
             if held_by_me {
                 error!(
                     lock = %lock, identity = %Escaped(&me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
@@ -494,8 +513,12 @@ impl<'a> Campaign<'a> {
             }
             return Step::Lost(Escaped(&old.holder_identity).to_string());
         }
-        // 4. Someone else holds a lease that has not expired as we observed it.
-        if old.is_held() && !ours && self.lease_valid(Instant::now()) {
+        // 4. Someone else holds a lease that has not expired as we observed it; our own
+        //    claim waits out its lease the same way.
+        if !self.leading && ours && old.claim && self.lease_valid(Instant::now()) {
+            return Step::Vacant;
+        }
+        if old.is_held() && !ours && !self.leading && self.lease_valid(Instant::now()) {
             if held_by_me && !self.twin_reported {
                 self.twin_reported = true;
                 error!(
@@ -506,14 +529,18 @@ impl<'a> Campaign<'a> {
             return Step::HeldBy(old.holder_identity);
         }
 
-        // 5. Take or renew it.
+        // 5. Take or renew it (a confirmed claim is a term from now on).
         let mut rec = old.clone();
         rec.holder_identity.clone_from(&me);
         rec.lease_duration_seconds = lease;
         rec.renew_time = Some(now);
-        if !held_by_me {
+        rec.claim = false;
+        if !held_by_me && !overwrite_claim {
             rec.acquire_time = Some(now);
             rec.leader_transitions = old.leader_transitions.saturating_add(1);
+        }
+        if old.claim && !self.leading {
+            rec.acquire_time = Some(now);
         }
         rec.fencing_token = if self.leading {
             self.term_token
@@ -526,6 +553,7 @@ impl<'a> Campaign<'a> {
         if !self.leading {
             self.attempted_token = rec.fencing_token;
         }
+        self.write_started = Some(Stamp::now());
         match self.call("update", deadline, self.store().update(&lock, &seen.version, &rec)).await {
             Ok(v) => {
                 self.wrote(rec, v);
@@ -537,11 +565,15 @@ impl<'a> Campaign<'a> {
 
     /// The lock has no record. Absent means unknown, not free: a record may have been
     /// deleted, flushed or restored away under a holder that is still inside its term.
-    /// A leader within its own deadline writes its record again and goes on (any
-    /// other candidate waits a whole lease from its first sight of the gap, and this
-    /// leader's deadline comes sooner). Anyone else creates the record only once the
-    /// lock has been seen absent for [`Self::vacancy_wait`], the bound that taking
-    /// over an expired lease has.
+    /// A leader within its own deadline writes its record again and goes on. Anyone
+    /// else writes a *claim* at once and leads only after the claim has stood for a
+    /// lease ([`Self::vacancy_wait`]) and a compare-and-set on its version still
+    /// finds it: every term whose record was lost wrote its last renewal before the
+    /// loss, so before the claim, and has ended by then; a claim that lost a race
+    /// (another candidate's record, even one lost again since) fails its
+    /// compare-and-set. Checked by `lock-model`: waiting on the gap instead and then
+    /// leading on the created record lets a candidate that saw the gap before another
+    /// term began lead beside it once that term's record is lost too.
     async fn absent(&mut self, deadline: Option<Stamp>) -> Step {
         let (lock, me) = (self.cfg().lock.clone(), self.cfg().identity.clone());
         if self.absent_since.is_none() {
@@ -557,19 +589,20 @@ impl<'a> Campaign<'a> {
                     last_token = ?last.fencing_token.map(FencingToken::get),
                     "the lock's record vanished from the store (deleted, flushed, evicted or restored from a backup); {}",
                     if self.leading { "this leader writes it again within its term".to_string() }
-                    else { format!("no one may lead until it has been gone for {wait:?}, in case its holder is still in its term") }
+                    else { format!("claiming it: a claim is led on only after it has stood for {wait:?}, in case the last holder is still in its term") }
                 ),
                 None if !self.leading => info!(
                     lock = %lock, store = %self.store(), identity = %Escaped(&me),
-                    "the lock has no record: waiting {wait:?} before creating it, in case a holder's record was lost"
+                    "the lock has no record: claiming it, and leading only after the claim has stood for {wait:?}, in case a holder's record was lost"
                 ),
                 None => {}
             }
         }
-        if !self.leading && self.lease_valid(Instant::now()) {
-            return Step::Vacant;
-        }
         let mut rec = LeaderElectionRecord::new(me.clone(), self.cfg().lease_seconds(), Utc::now());
+        if !self.leading {
+            rec.claim = true;
+            rec.lease_duration_seconds = u32::try_from(self.vacancy_wait().as_secs()).unwrap_or(u32::MAX);
+        }
         if let Some(last) = &self.vanished {
             rec.leader_transitions = last.leader_transitions;
             if self.leading {
@@ -589,13 +622,16 @@ impl<'a> Campaign<'a> {
         if !self.leading {
             self.attempted_token = rec.fencing_token;
         }
+        self.write_started = Some(Stamp::now());
         match self.call("create", deadline, self.store().create(&lock, &rec)).await {
             Ok(v) => {
-                if self.vanished.is_some() {
+                let leading = self.leading;
+                if leading && self.vanished.is_some() {
                     info!(lock = %lock, store = %self.store(), identity = %Escaped(&me), fencing_token = ?rec.fencing_token.map(FencingToken::get), "wrote the lock's record again");
                 }
+                // A claim is observed like anyone's record: its lease runs from now.
                 self.wrote(rec, v);
-                Step::Held
+                if leading { Step::Held } else { Step::Vacant }
             }
             Err(e) => Step::Failed(e),
         }
@@ -603,7 +639,7 @@ impl<'a> Campaign<'a> {
 
     /// client-go's maybeReportTransition.
     fn report_leader(&mut self) {
-        let holder = self.observed.as_ref().map(|r| r.holder_identity.clone()).filter(|h| !h.is_empty());
+        let holder = self.observed.as_ref().filter(|r| !r.claim).map(|r| r.holder_identity.clone()).filter(|h| !h.is_empty());
         if let Some(r) = &self.observed {
             self.metrics.transitions.set(f64::from(r.leader_transitions));
         }
@@ -638,7 +674,7 @@ impl<'a> Campaign<'a> {
             };
             self.report_leader();
             match step {
-                Step::Held => return Acquired::Yes(started),
+                Step::Held => return Acquired::Yes(self.write_started.take().unwrap_or(started)),
                 Step::HeldBy(holder) => {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), holder = %Escaped(&holder), "lease is held and has not expired")
                 }
@@ -649,6 +685,15 @@ impl<'a> Campaign<'a> {
                 Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
                     error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
                     return Acquired::Failed(e);
+                }
+                Step::Failed(e @ Error::Timeout { .. }) => warn!(
+                    lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e,
+                    "failed to acquire the lease: a store call took longer than the call timeout ({:?}); if the store is slow rather than down, raise the renew deadline (and the lease above it)",
+                    self.cfg().call_timeout
+                ),
+                // Another candidate's write got there first: the algorithm working, not a fault.
+                Step::Failed(e @ (Error::Conflict { .. } | Error::AlreadyExists { .. })) => {
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "lost the race for the lease")
                 }
                 Step::Failed(e) => {
                     warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to acquire the lease")
@@ -820,7 +865,8 @@ impl<'a> Campaign<'a> {
     }
 
     /// client-go's renew loop, with the deadline counted from the start of the last
-    /// successful renewal, on both clocks.
+    /// successful renewal's write (a read before it proves nothing to a standby), on
+    /// both clocks.
     async fn renew(&mut self, term: &mut Term, acquired_at: Stamp, shutdown: &CancellationToken) -> TermEnd {
         let mut valid_until = acquired_at.after(self.cfg().renew_deadline);
         let mut draining_until = None;
@@ -839,7 +885,8 @@ impl<'a> Campaign<'a> {
                 match step {
                     Step::Held => {
                         self.metrics.renew_seconds.record(started.instant.elapsed().as_secs_f64());
-                        valid_until = self.extend(started).valid_until;
+                        let origin = self.write_started.take().unwrap_or(started);
+                        valid_until = self.extend(origin).valid_until;
                         break;
                     }
                     Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder} holds the lease now")),

@@ -30,9 +30,10 @@ fn stored(store: &MemoryStore) -> LeaderElectionRecord {
     LeaderElectionRecord::from_json(&store.raw(&lock()).expect("record present")).expect("decodes")
 }
 
-/// Takes a lock that has no record: absent means unknown, so only after a lease.
+/// Takes a lock that has no record: absent means unknown, so it claims it and leads
+/// only after the claim has stood for a lease.
 async fn take_empty(c: &mut Campaign<'_>) {
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "an absent record is not taken at once");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "an absent record is claimed, not led on at once");
     tokio::time::advance(Duration::from_secs(10)).await;
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "taken a lease after it was first seen absent");
 }
@@ -47,16 +48,17 @@ async fn acquire_from_no_object() {
     let e = elector(store.clone());
     let mut c = Campaign::new(&e);
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "absent is not free");
-    assert!(store.inner().raw(&lock()).is_none(), "nothing written while waiting");
+    let claim = stored(store.inner());
+    assert!(claim.claim && claim.holder_identity == ME, "a claim is written at once: {claim:?}");
     tokio::time::advance(Duration::from_secs(9)).await;
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "9 s after first seeing it absent: still waiting");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "9 s after the claim: still waiting");
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a lease after first seeing it absent");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a lease after the claim");
     let rec = stored(store.inner());
-    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions, rec.lease_duration_seconds), (ME, 0, 10));
-    assert!(token(&rec) >= FencingToken::next_after(0, std::time::SystemTime::now()).expect("grows").get() - 60_000_000, "{rec:?}");
+    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions, rec.lease_duration_seconds, rec.claim), (ME, 0, 10, false));
+    assert!(token(&rec) > token(&claim), "the term's token is above the claim's: {rec:?}");
     let n = store.counts();
-    assert_eq!((n.get, n.create, n.update), (3, 1, 0), "gets, then one create");
+    assert_eq!((n.get, n.create, n.update), (3, 1, 1), "reads, the claim, then the compare-and-set that confirms it");
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,9 +140,18 @@ async fn a_leader_that_finds_its_identity_with_another_token_steps_down() {
     assert_eq!(stored(&store).fencing_token, Some(FencingToken(2)), "the twin's record is left alone");
 }
 
-/// Writes go through, but their answers are lost (a timeout after the commit).
+/// Writes go through, but the first one's answer is lost (a timeout after the commit).
 #[derive(Debug, Clone)]
-struct LostAnswers(MemoryStore);
+struct LostAnswers(MemoryStore, Arc<std::sync::atomic::AtomicBool>);
+
+impl LostAnswers {
+    fn lose_first(&self) -> Result<()> {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable { store: self.to_string(), source: "the answer was lost".into() });
+        }
+        Ok(())
+    }
+}
 
 impl std::fmt::Display for LostAnswers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,11 +165,12 @@ impl LeaseStore for LostAnswers {
         self.0.get(lock).await
     }
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
-        self.0.create(lock, rec).await?;
-        Err(Error::Unavailable { store: self.to_string(), source: "the answer was lost".into() })
+        let v = self.0.create(lock, rec).await?;
+        self.lose_first().map(|()| v)
     }
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        self.0.update(lock, expected, rec).await
+        let v = self.0.update(lock, expected, rec).await?;
+        self.lose_first().map(|()| v)
     }
     fn capabilities(&self) -> crate::Capabilities {
         self.0.capabilities()
@@ -168,10 +180,9 @@ impl LeaseStore for LostAnswers {
 #[tokio::test(start_paused = true)]
 async fn a_won_write_whose_answer_was_lost_is_still_recognised_as_ours() {
     let store = MemoryStore::new();
-    let e = elector(LostAnswers(store.clone()));
+    let e = elector(LostAnswers(store.clone(), Arc::new(std::sync::atomic::AtomicBool::new(true))));
     let mut c = Campaign::new(&e);
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
-    tokio::time::advance(Duration::from_secs(10)).await;
+    seed(&store, "", 0, Some(1));
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Failed(Error::Unavailable { .. })));
     assert_eq!(stored(&store).holder_identity, ME, "the write happened");
     let attempted = token(&stored(&store));
@@ -202,7 +213,7 @@ async fn a_record_deleted_under_a_leader_is_written_again_within_its_term_and_sa
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_standby_that_sees_the_record_vanish_waits_a_lease_and_takes_a_larger_token() {
+async fn a_standby_that_sees_the_record_vanish_claims_it_waits_a_lease_and_takes_a_larger_token() {
     let store = MemoryStore::new();
     seed(&store, OTHER, 2, Some(9));
     let e = elector(store.clone());
@@ -210,22 +221,46 @@ async fn a_standby_that_sees_the_record_vanish_waits_a_lease_and_takes_a_larger_
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
     store.remove(&lock());
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "first seen absent now");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "claimed when first seen absent");
     tokio::time::advance(Duration::from_secs(9)).await;
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "the lost holder may still be in its term");
-    // It comes back (a restore) and goes again: the wait starts over from the new gap.
-    seed(&store, OTHER, 2, Some(9));
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
-    store.remove(&lock());
-    tokio::time::advance(Duration::from_secs(9)).await;
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
-    tokio::time::advance(Duration::from_secs(9)).await;
-    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "9 s after this gap was first seen");
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
     let rec = stored(&store);
-    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions), (ME, 3), "the lost record's count goes on");
+    assert_eq!((rec.holder_identity.as_str(), rec.leader_transitions, rec.claim), (ME, 3, false), "the lost record's count goes on");
     assert!(token(&rec) > 9, "{rec:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_that_is_replaced_is_never_led_on() {
+    let store = MemoryStore::new();
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "claimed");
+    // Another candidate's record replaces the claim (a racing claim that won, then was lost and re-created, say).
+    seed(&store, OTHER, 0, Some(u64::MAX / 2));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == OTHER), "someone else's record now");
+    assert_eq!(stored(&store).holder_identity, OTHER, "left alone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_inside_its_term_writes_its_record_back_over_a_claim() {
+    let store = MemoryStore::new();
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    take_empty(&mut c).await;
+    let _term = c.start_term(Stamp::now());
+    let held = stored(&store);
+    // The record vanishes and another candidate claims the lock before this leader renews.
+    let mut claim = LeaderElectionRecord::new(OTHER, 10, Utc::now());
+    claim.claim = true;
+    claim.fencing_token = held.fencing_token.map(|t| FencingToken(t.get() + 1));
+    store.remove(&lock());
+    store.put_raw(&lock(), claim.to_json().expect("encode"));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "the leader keeps its term");
+    let back = stored(&store);
+    assert_eq!((back.holder_identity.as_str(), back.fencing_token, back.claim), (ME, held.fencing_token, false), "{back:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -239,6 +274,7 @@ async fn a_vanished_record_with_a_longer_lease_is_waited_out_in_full() {
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
     store.remove(&lock());
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant));
+    assert_eq!(stored(&store).lease_duration_seconds, 60, "the claim carries the longest lease known");
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Vacant), "the holder's 60 s lease, not our 10 s");
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -391,6 +427,7 @@ fn config_validation_names_each_rule() {
         (ME, 15_000, 0, 2_000, "renew deadline must be greater than zero"),
         (ME, 15_000, 10_000, 0, "retry period must be greater than zero"),
         (ME, 10_000, 10_000, 2_000, "lease duration (10s) must be greater than renew deadline (10s)"),
+        (ME, 10_000, 9_900, 2_000, "must exceed renew deadline (9.9s) plus the clock margin (120ms"),
         (ME, 15_000, 2_400, 2_000, "renew deadline (2.4s) must be greater than 1.2 × retry period (2s)"),
         (ME, 1_500, 1_000, 500, "whole number of seconds"),
         (ME, 86_401_000, 10_000, 2_000, "lease duration (86401s) must not exceed 86400s"),
