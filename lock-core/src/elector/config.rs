@@ -337,6 +337,14 @@ impl ElectorBuilder {
         self.config.validate()?;
         Ok(LeaderElector::from_parts(self.store, self.config, self.callbacks))
     }
+
+    /// Builds without validating the timings: for the simulation's mutants only.
+    #[cfg(test)]
+    pub(crate) fn build_unchecked(mut self) -> LeaderElector {
+        self.config.call_timeout = self.config.timing().call_timeout();
+        self.config.drain_timeout = self.config.renew_deadline;
+        LeaderElector::from_parts(self.store, self.config, self.callbacks)
+    }
 }
 
 /// Accepts a concrete store or an already shared one.
