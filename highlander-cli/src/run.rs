@@ -578,6 +578,7 @@ impl Guarded {
         let mut deadlines = leadership.deadline_changes();
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut stopped = false;
+        let mut killed = false;
         loop {
             let kill_at = async {
                 match stopping {
@@ -619,7 +620,11 @@ impl Guarded {
                     stopping = Some(tokio::time::Instant::now() + spec.grace.min(kill_by));
                 }
                 () = kill_at => {
-                    warn!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
+                    // Said once; SIGKILL is repeated quietly until the guard reports the end.
+                    if !killed {
+                        warn!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
+                        killed = true;
+                    }
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGKILL);
                     stopping = Some(tokio::time::Instant::now() + Duration::from_millis(100));
                 }

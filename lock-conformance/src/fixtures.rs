@@ -689,6 +689,11 @@ impl ServerProcess {
     /// Kills it with SIGKILL, as a crash would, and waits until it is gone.
     pub fn kill(&self) {
         let _ = std::process::Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        self.wait_gone();
+    }
+
+    /// Waits (up to 2 s) until the process is gone or a zombie.
+    fn wait_gone(&self) {
         for _ in 0..200 {
             if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
                 || std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|s| s.contains(") Z "))
@@ -728,6 +733,62 @@ pub async fn redis_server(name: &str, extra: &[&str]) -> Result<ServerProcess, F
     let pid = spawn_server("redis-server", command, &dir)?;
     wait_listening("redis-server", port, &dir, "output.log").await?;
     Ok(ServerProcess { port, pid, dir })
+}
+
+/// A Redis server that can be stopped and started again on the same port with its data
+/// (append-only file on): for the restart check.
+#[derive(Debug)]
+pub struct RestartableRedis {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    pid: std::sync::Mutex<Option<u32>>,
+}
+
+impl RestartableRedis {
+    /// Starts one; `name` names its directory.
+    pub async fn start(name: &str) -> Result<Self, FixtureError> {
+        let dir = server_dir(&format!("redis-restart-{name}"))?;
+        let server = Self { port: free_loopback_port()?, dir, pid: std::sync::Mutex::new(None) };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    async fn launch(&self) -> Result<(), FixtureError> {
+        let mut command = std::process::Command::new(redis_binary()?);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir);
+        let pid = spawn_server("redis-server", command, &self.dir)?;
+        *self.pid.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pid);
+        wait_listening("redis-server", self.port, &self.dir, "output.log").await
+    }
+
+    /// Stops it (SIGTERM: Redis writes its append-only file and exits) and waits until it is gone.
+    pub fn stop(&self) {
+        if let Some(pid) = self.pid.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            ServerProcess { port: self.port, pid, dir: self.dir.clone() }.wait_gone();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::checks::restart::RestartableStore for RestartableRedis {
+    async fn stop(&self) -> Result<(), crate::Failure> {
+        RestartableRedis::stop(self);
+        Ok(())
+    }
+    async fn start(&self) -> Result<(), crate::Failure> {
+        self.launch().await.map_err(|e| crate::Failure(e.to_string()))
+    }
+}
+
+impl Drop for RestartableRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// A `redis://` URL: `LOCK_TEST_REDIS_URL`, else a server started here on 127.0.0.1

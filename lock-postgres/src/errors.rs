@@ -37,6 +37,12 @@ pub(crate) fn postgres(store: &PostgresStore, lock: Option<&LockName>, e: tokio_
                 "{text}: TLS: {why} (trust the server's CA with sslrootcert=PATH in the connection string, or use sslmode=disable on a trusted network)"
             ));
         }
+        // The server asked for a password and none was configured: retrying cannot help.
+        if with_causes(&e).contains("password missing") {
+            return Error::Config(format!(
+                "{text}: the server asks for a password and none was given: set PGPASSWORD (or pass the URL in HIGHLANDER_STORE with the password in it, which keeps it out of argv)"
+            ));
+        }
         // No SQLSTATE: the connection broke, or could not be made.
         return Error::Unavailable { store: text, source: with_causes(&e).into() };
     };

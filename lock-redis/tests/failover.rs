@@ -144,3 +144,17 @@ async fn failover_of_the_store_with_asynchronous_replication_is_measured() {
     report("redis", "primary and replica, asynchronous (the default)", &f);
     assert_eq!(f.tries, tries(), "every try ran: {f:?}");
 }
+
+/// The Redis server restarts mid-election (stopped and started on the same port and data):
+/// the leader steps down, the election resumes, and the standby's change feed comes
+/// back (a release after the restart reaches it by notification).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_survives_a_redis_restart_and_notifications_come_back() {
+    let server = lock_conformance::fixtures::RestartableRedis::start("election").await.expect("redis-server");
+    let url = format!("redis://127.0.0.1:{}/0?prefix=restart/", server.port);
+    let harness = lock_conformance::fixtures::harness(&lock_redis::BACKEND, Ok(url)).await;
+    match lock_conformance::checks::restart::election_survives_store_restart(&harness, &server).await {
+        Ok(obs) => println!("{obs:?}"),
+        Err(failure) => panic!("election did not survive a redis restart: {failure}"),
+    }
+}

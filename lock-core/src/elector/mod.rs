@@ -13,7 +13,14 @@ mod tests;
 /// tests these are the identity and `false`: no build a user gets can switch them.
 mod mutant {
     #[cfg(test)]
-    pub(super) use super::sim::{absent_is_free, origin};
+    pub(super) use super::sim::{absent_is_free, origin, unit_random};
+
+    /// A number in [0, 1) for client-go's jitter (the simulation draws it from its seed).
+    #[cfg(not(test))]
+    pub(super) fn unit_random() -> f64 {
+        use rand::Rng;
+        rand::rng().random()
+    }
 
     /// The origin of a term's deadline: the start of its winning write.
     #[cfg(not(test))]
@@ -47,7 +54,6 @@ use crate::{
 use bytes::Bytes;
 use chrono::Utc;
 use metrics::ElectorMetrics;
-use rand::Rng;
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::{
     sync::watch,
@@ -504,10 +510,16 @@ impl<'a> Campaign<'a> {
             if let Some(t) = seen.record.fencing_token {
                 self.max_token_seen = self.max_token_seen.max(t.get());
             }
+            // A twin is reported once per term of its, not at each of its renewals.
+            let same_term = |r: &LeaderElectionRecord| {
+                (r.holder_identity == seen.record.holder_identity) && (r.fencing_token == seen.record.fencing_token)
+            };
+            if !self.observed.as_ref().is_some_and(same_term) {
+                self.twin_reported = false;
+            }
             self.observed = Some(seen.record.clone());
             self.observed_raw = Some(seen.raw.clone());
             self.observed_time = Instant::now();
-            self.twin_reported = false;
         }
         self.observed_version = Some(seen.version.clone());
         let old = seen.record;
@@ -697,7 +709,16 @@ impl<'a> Campaign<'a> {
             };
             self.report_leader();
             match step {
-                Step::Held => return Acquired::Yes(mutant::origin(self.write_started.take().unwrap_or(started))),
+                Step::Held => {
+                    let origin = mutant::origin(self.write_started.take().unwrap_or(started));
+                    // A win answered after the term it would start had already ended (the
+                    // candidate was paused, the answer slow): no term; the record is ours,
+                    // and the next try renews it with a fresh deadline.
+                    if !origin.after(self.cfg().renew_deadline).has_passed() {
+                        return Acquired::Yes(origin);
+                    }
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "won the lease after the term it would start had ended: trying again");
+                }
                 Step::HeldBy(holder) => {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), holder = %Escaped(&holder), "lease is held and has not expired")
                 }
@@ -722,7 +743,7 @@ impl<'a> Campaign<'a> {
                     warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to acquire the lease")
                 }
             }
-            let jitter = rand::rng().random::<f64>() * JITTER_FACTOR;
+            let jitter = mutant::unit_random() * JITTER_FACTOR;
             let mut wake = Instant::now() + self.cfg().retry_period.mul_f64(1.0 + jitter);
             // A store that asked us to wait (a rate limit) is obeyed.
             if let Some(wait) = self.asked_to_wait.take() {

@@ -36,6 +36,12 @@ pub(crate) enum Mutant {
 
 thread_local! {
     static MUTANT: Cell<Mutant> = const { Cell::new(Mutant::None) };
+    /// The electors' jitter, drawn from the seed while a simulation runs.
+    static JITTER: std::cell::RefCell<Option<StdRng>> = const { std::cell::RefCell::new(None) };
+}
+
+pub(super) fn unit_random() -> f64 {
+    JITTER.with(|j| j.borrow_mut().as_mut().map(|rng| rng.random::<f64>())).unwrap_or_else(|| rand::rng().random())
 }
 
 pub(super) fn origin(write_started: Stamp) -> Stamp {
@@ -89,8 +95,10 @@ pub(crate) struct Outcome {
 /// Runs one seed under `mutant`.
 pub(crate) fn run(seed: u64, mutant: Mutant) -> Outcome {
     MUTANT.with(|m| m.set(mutant));
+    JITTER.with(|j| *j.borrow_mut() = Some(StdRng::seed_from_u64(seed ^ 0x5eed)));
     let outcome = simulate(seed, mutant);
     MUTANT.with(|m| m.set(Mutant::None));
+    JITTER.with(|j| *j.borrow_mut() = None);
     outcome
 }
 
