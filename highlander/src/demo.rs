@@ -109,7 +109,7 @@ where
         let state = elector.subscribe();
         running.push(Running { name: name.clone(), state, task: elector.spawn(shutdown.clone()) });
     }
-    println!("[all] the lock has no record yet: absent means unknown, so no one leads for one lease ({:?})", t.lease);
+    println!("[all] the lock has no record yet: absent means unknown, so whoever claims it leads only after one lease ({:?})", t.lease);
     let first = wait_for_leader(&mut running, t.lease * 4).await?;
     let first_token = running[first].state.borrow().fencing_token;
     tokio::time::sleep(script.crash_after).await;
