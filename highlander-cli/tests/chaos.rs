@@ -111,3 +111,17 @@ fn chaos_refuses_what_it_cannot_stand_in_front_of() {
         assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
     }
 }
+
+/// `--create` makes what the store needs before chaos opens it: a directory that does
+/// not exist yet (opening it first refused the run).
+#[test]
+fn chaos_creates_a_missing_directory_store_before_opening_it() {
+    let dir = std::env::temp_dir().join(format!("highlander-chaos-create-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("file://{}", dir.display());
+    let (ok, json, stderr) = chaos(&url, &["--create", "--rounds", "1", "--faults", "release", "--seed", "5"], &[]);
+    assert!(ok, "{json}\n{stderr}");
+    assert!(dir.is_dir(), "the directory was created");
+    assert_eq!((json["overlaps"].as_u64(), json["faults"]["release"].as_u64()), (Some(0), Some(1)), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -242,6 +242,10 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         return Err("chaos needs at least one round and one fault".into());
     }
     let route = url::Route::of(&args.store)?;
+    // What the store needs first (a directory or a Spanner instance must exist to be opened).
+    if args.create {
+        create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
+    }
     // The URL as the candidates will read it (parameters, credentials in the wrong place):
     // refused here, naming what is wrong, not in candidates' logs after a silent round.
     highlander::open_unchecked(&args.store, &OpenOptions::new(timing)).await.map_err(|e| format!("chaos: {e}"))?;
@@ -260,9 +264,6 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
                 "a directory store has no network to partition or slow down: choose kill, pause, freeze, release or record-loss".into()
             );
         }
-    }
-    if args.create {
-        create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = StdRng::seed_from_u64(seed);

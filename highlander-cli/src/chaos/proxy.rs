@@ -81,39 +81,49 @@ async fn wait_cut(cut: &watch::Receiver<bool>) -> Result<(), watch::error::RecvE
     }
 }
 
-/// Copies one direction, holding everything while the link is cut.
+/// Copies one direction, holding everything while the link is cut. A delay is a delay
+/// line: each chunk is delivered its delay after it was read, chunks in flight together,
+/// as on a long link (not one chunk's delay after the last one's).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     cut: watch::Receiver<bool>,
     delay: watch::Receiver<Duration>,
 ) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        if wait_open(&cut).await.is_err() {
-            return;
-        }
-        let n = {
-            tokio::select! {
-                read = from.read(&mut buffer) => match read {
-                    Ok(0) | Err(_) => {
-                        let _ = to.shutdown().await;
-                        return;
-                    }
-                    Ok(n) => n,
-                },
-                // A cut while waiting for data: stop reading until it heals.
-                _ = wait_cut(&cut) => continue,
+    let (line, mut arriving) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(256);
+    let read = {
+        let cut = cut.clone();
+        async move {
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                if wait_open(&cut).await.is_err() {
+                    return;
+                }
+                let n = tokio::select! {
+                    read = from.read(&mut buffer) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    },
+                    // A cut while waiting for data: stop reading until it heals.
+                    _ = wait_cut(&cut) => continue,
+                };
+                let due = tokio::time::Instant::now() + *delay.borrow();
+                if line.send((due, buffer[..n].to_vec())).await.is_err() {
+                    return;
+                }
             }
-        };
-        let hold = *delay.borrow();
-        if !hold.is_zero() {
-            tokio::time::sleep(hold).await;
         }
-        if wait_open(&cut).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
-            return;
+    };
+    let write = async move {
+        while let Some((due, bytes)) = arriving.recv().await {
+            tokio::time::sleep_until(due).await;
+            if wait_open(&cut).await.is_err() || to.write_all(&bytes).await.is_err() {
+                return;
+            }
         }
-    }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }
 
 #[cfg(test)]

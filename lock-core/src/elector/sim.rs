@@ -316,7 +316,7 @@ fn judge(terms: &[SimTerm], nodes: &[Node], mutant: Mutant) -> Option<String> {
 }
 
 fn seeds() -> u64 {
-    std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+    std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000)
 }
 
 #[test]
