@@ -67,14 +67,17 @@ return 1",
     )
 });
 
-/// Replaces a lock's record if its version is the expected one: the new version, 0 if
-/// the lock is missing, -1 if it moved on. Never writes over a key of another type.
+/// Replaces a lock's record if its version is the expected one (and, given ARGV[5], its
+/// record is still exactly those bytes): the new version, 0 if the lock is missing, -1
+/// if it moved on, -2 if the record changed under the same version. Never writes over a
+/// key of another type.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local t = redis.call('TYPE', KEYS[1]).ok
 if t == 'none' then return 0 end
 if t ~= 'hash' then return redis.error_reply('WRONGTYPE the key is a ' .. t .. ', not a highlander lease hash') end
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return -1 end
+if ARGV[5] and redis.call('HGET', KEYS[1], 'record') ~= ARGV[5] then return -2 end
 local n = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'record', ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\n' .. n .. '\n' .. ARGV[1])
@@ -296,6 +299,7 @@ impl RedisStoreBuilder {
                 description,
                 hub: Arc::default(),
                 stop,
+                known: std::sync::Mutex::default(),
             }),
         })
     }
@@ -341,6 +345,10 @@ struct Inner {
     hub: Arc<lock_core::WatchHub>,
     /// Dropped with the store: the feed task stops.
     stop: watch::Sender<()>,
+    /// Per lock, a version this client read or wrote and the record bytes it held, known
+    /// to decode: an update from that version sends them for the script to compare, and
+    /// needs no read first.
+    known: std::sync::Mutex<std::collections::HashMap<LockName, (String, Bytes)>>,
 }
 
 /// A [`LeaseStore`] on a Redis server. Clones share one connection.
@@ -428,6 +436,29 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    fn known(&self, lock: &LockName) -> Option<(String, Bytes)> {
+        self.inner.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(lock).cloned()
+    }
+
+    fn remember(&self, lock: &LockName, version: &str, raw: Bytes) {
+        self.inner.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(lock.clone(), (version.to_string(), raw));
+    }
+
+    /// The update script's answer as a result (remembering what was written).
+    async fn updated(&self, lock: &LockName, outcome: i64, raw: Bytes, conn: &mut ConnectionManager) -> Result<Version> {
+        match outcome {
+            0 => Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
+            n if n < 0 => Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
+            n => {
+                self.remember(lock, &n.to_string(), raw);
+                self.replicated(lock, conn).await?;
+                Ok(Version::new(n.to_string()))
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.stop.send(());
@@ -456,7 +487,9 @@ impl LeaseStore for RedisStore {
                     detail: format!("version {} is not a number", lock_core::Escaped(&version)),
                 });
             }
-            Observed::decode(lock, self, Bytes::from(record), Version::new(version)).map(Some)
+            let seen = Observed::decode(lock, self, Bytes::from(record), Version::new(version))?;
+            self.remember(lock, seen.version.as_str(), seen.raw.clone());
+            Ok(Some(seen))
         };
         self.bounded(lock, "get", read).await
     }
@@ -476,6 +509,7 @@ impl LeaseStore for RedisStore {
             if created != 1 {
                 return Err(Error::AlreadyExists { lock: lock.clone(), store: self.to_string() });
             }
+            self.remember(lock, "1", raw.clone());
             self.replicated(lock, &mut conn).await?;
             Ok(Version::new("1"))
         };
@@ -486,6 +520,25 @@ impl LeaseStore for RedisStore {
         let raw = encode_record(lock, self, rec, Some(MAX_RECORD_BYTES))?;
         let write = async {
             let mut conn = self.inner.connection.clone();
+            // From a version this client knows decodes: one round trip, the script
+            // comparing the record's bytes too (a hand edit that kept the version is
+            // noticed, and read below).
+            let known = self.known(lock).filter(|(version, _)| version == expected.as_str());
+            if let Some((_, bytes)) = known {
+                let outcome: i64 = UPDATE
+                    .key(self.key(lock))
+                    .arg(raw.as_ref())
+                    .arg(expected.as_str())
+                    .arg(&self.inner.channel)
+                    .arg(lock.as_str())
+                    .arg(bytes.as_ref())
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error(Some(lock), &e))?;
+                if outcome != -2 {
+                    return self.updated(lock, outcome, raw.clone(), &mut conn).await;
+                }
+            }
             // Never write over what does not decode: read it first. The script below
             // writes only at the version read, so what was checked is what is replaced.
             let found: Option<(Option<Vec<u8>>, Option<String>)> =
@@ -510,14 +563,7 @@ impl LeaseStore for RedisStore {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.error(Some(lock), &e))?;
-            match outcome {
-                0 => Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
-                n if n < 0 => Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
-                n => {
-                    self.replicated(lock, &mut conn).await?;
-                    Ok(Version::new(n.to_string()))
-                }
-            }
+            self.updated(lock, outcome, raw.clone(), &mut conn).await
         };
         self.bounded(lock, "update", write).await
     }
