@@ -574,7 +574,12 @@ async fn stop_all(candidates: &mut [Candidate]) {
 
 fn stats(values: &[f64]) -> serde_json::Value {
     let r = |v: Option<f64>| v.map(|x| (x * 1000.0).round() / 1000.0);
-    serde_json::json!({ "p50": r(percentile(values, 50.0)), "p99": r(percentile(values, 99.0)), "max": r(values.iter().copied().reduce(f64::max)) })
+    serde_json::json!({
+        "min": r(values.iter().copied().reduce(f64::min)),
+        "p50": r(percentile(values, 50.0)),
+        "p99": r(percentile(values, 99.0)),
+        "max": r(values.iter().copied().reduce(f64::max)),
+    })
 }
 
 /// The round a moment belongs to.
