@@ -9,7 +9,7 @@ use crate::{
     ensure,
     harness::{CheckResult, Failure, Observation, StoreHarness, unique_lock},
 };
-use lock_core::{ElectionState, FaultMode, FaultyStore};
+use lock_core::{ElectionState, FaultMode, FaultyStore, LeaderElectionRecord};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -28,7 +28,11 @@ pub async fn record_lost_under_a_cut_off_leader_is_not_a_free_lock(h: &dyn Store
     faults.set_mode(FaultMode::Hang);
     h.remove_raw(&lock).await?;
     let deleted = Instant::now();
-    ensure!(h.raw(&lock).await?.is_none(), "the record of {lock} is still there after it was deleted");
+    // Read back at once: gone, or already the standby's claim (it may have looked in between).
+    if let Some(raw) = h.raw(&lock).await? {
+        let claim = LeaderElectionRecord::from_json(&raw).is_ok_and(|r| r.claim && r.holder_identity == "napoleon");
+        ensure!(claim, "the record of {lock} is still there after it was deleted: {}", String::from_utf8_lossy(&raw));
+    }
     let took_over = standby.until("lead after the record was lost", ElectionState::is_leader).await?;
     faults.heal();
     let found = overlaps(&terms);
