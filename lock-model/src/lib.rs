@@ -129,6 +129,27 @@ struct Cand {
     claimed: Option<u64>,
 }
 
+impl Cand {
+    /// A candidate that has just started, knowing nothing, with its clock at `clock`.
+    fn fresh(rate: u32, clock: u32) -> Self {
+        Self {
+            rate,
+            clock,
+            paused: false,
+            cut: false,
+            seen: Seen::Nothing,
+            term: None,
+            guard: None,
+            command: false,
+            due: clock,
+            request: None,
+            max_token: 0,
+            attempted: None,
+            claimed: None,
+        }
+    }
+}
+
 /// A state of the whole system.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct State {
@@ -377,23 +398,7 @@ impl Model for LeaseModel {
         // Every candidate's clock slow or fast, not all the same (that is the case that
         // matters: a slow leader's term against a fast standby's lease).
         for mask in 1..(1u32 << self.candidates) - 1 {
-            let cands = (0..self.candidates)
-                .map(|i| Cand {
-                    rate: if mask & (1 << i) == 0 { slow } else { fast },
-                    clock: 0,
-                    paused: false,
-                    cut: false,
-                    seen: Seen::Nothing,
-                    term: None,
-                    guard: None,
-                    command: false,
-                    due: 0,
-                    request: None,
-                    max_token: 0,
-                    attempted: None,
-                    claimed: None,
-                })
-                .collect();
+            let cands = (0..self.candidates).map(|i| Cand::fresh(if mask & (1 << i) == 0 { slow } else { fast }, 0)).collect();
             out.push(State { t: 0, store: None, next_version: 1, cands, faults_left: self.faults, issued: 0, regression: false, terms: 0 });
         }
         out
@@ -477,21 +482,7 @@ impl Model for LeaseModel {
                 let c = &mut s.cands[usize::from(i)];
                 // The guard sees its parent die and kills the command with it; what was
                 // in flight dies with the process.
-                *c = Cand {
-                    rate: c.rate,
-                    clock: c.clock,
-                    paused: false,
-                    cut: false,
-                    seen: Seen::Nothing,
-                    term: None,
-                    guard: None,
-                    command: false,
-                    due: c.clock,
-                    request: None,
-                    max_token: 0,
-                    attempted: None,
-                    claimed: None,
-                };
+                *c = Cand::fresh(c.rate, c.clock);
                 s.faults_left -= 1;
             }
             Action::Lose => {

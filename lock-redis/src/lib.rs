@@ -445,6 +445,23 @@ impl RedisStore {
         self.inner.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(lock.clone(), (version.to_string(), raw));
     }
 
+    /// Runs the update script from `expected` (and, if given, the record bytes it must still hold).
+    async fn run_update(
+        &self,
+        lock: &LockName,
+        raw: &Bytes,
+        expected: &Version,
+        known: Option<&Bytes>,
+        conn: &mut ConnectionManager,
+    ) -> Result<i64> {
+        let mut invocation = UPDATE.key(self.key(lock));
+        invocation.arg(raw.as_ref()).arg(expected.as_str()).arg(&self.inner.channel).arg(lock.as_str());
+        if let Some(bytes) = known {
+            invocation.arg(bytes.as_ref());
+        }
+        invocation.invoke_async(conn).await.map_err(|e| self.error(Some(lock), &e))
+    }
+
     /// The update script's answer as a result (remembering what was written).
     async fn updated(&self, lock: &LockName, outcome: i64, raw: Bytes, conn: &mut ConnectionManager) -> Result<Version> {
         match outcome {
@@ -525,16 +542,7 @@ impl LeaseStore for RedisStore {
             // noticed, and read below).
             let known = self.known(lock).filter(|(version, _)| version == expected.as_str());
             if let Some((_, bytes)) = known {
-                let outcome: i64 = UPDATE
-                    .key(self.key(lock))
-                    .arg(raw.as_ref())
-                    .arg(expected.as_str())
-                    .arg(&self.inner.channel)
-                    .arg(lock.as_str())
-                    .arg(bytes.as_ref())
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| self.error(Some(lock), &e))?;
+                let outcome = self.run_update(lock, &raw, expected, Some(&bytes), &mut conn).await?;
                 if outcome != -2 {
                     return self.updated(lock, outcome, raw.clone(), &mut conn).await;
                 }
@@ -554,15 +562,7 @@ impl LeaseStore for RedisStore {
                     }
                 }
             }
-            let outcome: i64 = UPDATE
-                .key(self.key(lock))
-                .arg(raw.as_ref())
-                .arg(expected.as_str())
-                .arg(&self.inner.channel)
-                .arg(lock.as_str())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.error(Some(lock), &e))?;
+            let outcome = self.run_update(lock, &raw, expected, None, &mut conn).await?;
             self.updated(lock, outcome, raw.clone(), &mut conn).await
         };
         self.bounded(lock, "update", write).await
