@@ -1,6 +1,0 @@
-//! lock-etcd passes the whole conformance suite against a real etcd
-//! (`LOCK_TEST_ETCD_ENDPOINTS`, else a container).
-
-mod support;
-
-lock_conformance::conformance_tests!(support::from_env().await);

@@ -1,6 +1,0 @@
-//! The gist store passes every conformance check that applies to a last-writer-wins
-//! store, against the emulator.
-
-mod support;
-
-lock_conformance::conformance_tests!(support::harness().await);

@@ -1,0 +1,14 @@
+//! lock-postgres against real Postgres: conformance (direct and via PgBouncer), errors, TLS, fencing, failover, a restart.
+
+mod conformance;
+mod connections;
+mod errors;
+mod failover;
+mod fencing;
+mod pooler;
+mod pooler_session;
+mod pooler_transaction;
+mod restart;
+mod tls;
+
+mod support;
