@@ -332,7 +332,7 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
                 ));
             }
         }
-        if !room_to_run(&spec, &leadership).await {
+        if !room_to_run(&spec.lock, spec.timing, &leadership).await {
             break Ended::Exited { status: ExitStatus::from_raw(0), stopped: true };
         }
         let mut term = match Guarded::start(&spec, &leadership).await {
@@ -381,27 +381,33 @@ const MAX_GUARD_DEATHS: u32 = 3;
 /// The wait before the first new guard; it doubles with each death.
 const GUARD_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Waits, while the term lasts, until a renewal leaves more than a retry period of it:
-/// a store whose round trip eats the renew deadline would have the command started and
-/// stopped again and again. Says so once, with the figures; `false` if the term ended.
-async fn room_to_run(spec: &Spec, leadership: &Leadership) -> bool {
+/// Waits, while the term lasts, until a renewal leaves room for the next one: a retry
+/// period and another write as slow as the last must fit before the deadline, or the
+/// term ends at the next renewal and the command with it (a store whose round trip eats
+/// the renew deadline would have the command started and stopped again and again).
+/// Says so once, with the figures; `false` if the term ended.
+async fn room_to_run(lock: &LockName, timing: highlander::Timing, leadership: &Leadership) -> bool {
     let mut said = false;
     let mut changes = leadership.deadline_changes();
     loop {
-        let left = leadership.deadlines().valid_until.remaining();
-        if left > spec.timing.retry_period {
+        let deadlines = leadership.deadlines();
+        let left = deadlines.valid_until.remaining();
+        let needed = timing.retry_period.saturating_add(deadlines.round_trip);
+        if left > needed {
             if said {
-                info!(lock = %spec.lock, left = ?left, "a renewal left room for the command again: starting it");
+                info!(lock = %lock, left = ?left, round_trip = ?deadlines.round_trip, "a renewal left room for the command again: starting it");
             }
             return true;
         }
         if !said {
-            let round_trip = spec.timing.renew_deadline.saturating_sub(left);
-            let needed = (round_trip + spec.timing.retry_period) * 2;
+            let round_trip = deadlines.round_trip;
+            // A renewal every retry period + round trip, each answered within the deadline.
+            let renew_deadline =
+                round_trip.saturating_mul(2).saturating_add(timing.retry_period).saturating_add(Duration::from_millis(500));
             warn!(
-                lock = %spec.lock, left = ?left, round_trip = ?round_trip,
-                "the store is too slow for these timings: a renewal leaves only {left:?} of the term (a round trip of about {round_trip:?}), so the command would be stopped within a retry period; not starting it until a renewal leaves more. Set --renew-deadline to at least {}s (and --lease above it)",
-                needed.as_secs() + 1
+                lock = %lock, left = ?left, round_trip = ?round_trip,
+                "the store is too slow for these timings: a write took {round_trip:?} and leaves {left:?} of the term, so the next renewal (a retry period later) could not be answered in time and the command would be stopped; not starting it until a renewal leaves room. Set --renew-deadline to at least {}s (and --lease above it), or --retry-period lower",
+                renew_deadline.as_secs_f64().ceil()
             );
             said = true;
         }
@@ -668,6 +674,63 @@ fn parse_exit(line: &str) -> ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leader on a store whose round trip eats its renew deadline gets no command in
+    /// any of its terms; one whose round trip is a quarter of it keeps one term and runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_too_slow_for_the_timings_gets_no_command_until_a_renewal_leaves_room() {
+        use lock_core::{FaultyStore, LeaderElector, MemoryStore};
+        let timing = highlander::Timing {
+            lease: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry_period: Duration::from_millis(500),
+        };
+        let lock = LockName::new("slow").expect("valid");
+        let (store, faults) = FaultyStore::new(MemoryStore::new());
+        // Each term, as `supervise` would: whether the command was let start, and when.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let elector = LeaderElector::builder(store, lock.clone(), "slowpoke")
+            .lease_duration(timing.lease)
+            .renew_deadline(timing.renew_deadline)
+            .retry_period(timing.retry_period)
+            .on_started_leading(move |l| {
+                let (tx, lock) = (tx.clone(), LockName::new("slow").expect("valid"));
+                async move {
+                    let room = room_to_run(&lock, timing, &l).await;
+                    let _ = tx.send((room, tokio::time::Instant::now(), l.clone()));
+                    l.lost().await;
+                }
+            })
+            .build()
+            .expect("valid timings");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let election = tokio::spawn(elector.run(shutdown.clone()));
+        // A write answered in 0.8 s: 1.2 s of the term left, and the next renewal, 0.5 s
+        // later, would be answered 0.1 s after the deadline.
+        faults.set_delay(Duration::from_millis(400));
+        faults.set_response_delay(Duration::from_millis(400));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let mut terms = 0;
+        while let Ok((room, _, _)) = rx.try_recv() {
+            terms += 1;
+            assert!(!room, "a command was let start in a term the slow store could not renew");
+        }
+        assert!(terms >= 2, "the leader's terms ended at their first renewal ({terms} ended in 20 s)");
+        // A write answered in 0.5 s (a quarter of the renew deadline): room, and one term
+        // that lasts.
+        faults.set_delay(Duration::from_millis(250));
+        faults.set_response_delay(Duration::from_millis(250));
+        let (room, allowed_at, leadership) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a term with room within 10 s")
+            .expect("the elector runs");
+        assert!(room, "the command was not let start with a write answered in 0.5 s");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(leadership.is_valid(), "the term that started the command ended within 60 s of {allowed_at:?}");
+        assert!(rx.try_recv().is_err(), "another term began");
+        shutdown.cancel();
+        let _ = election.await;
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_command_never_starts_beside_an_unkillable_leftover() {

@@ -257,6 +257,11 @@ pub async fn container(spec: ContainerSpec) -> Result<Arc<RunningContainer>, Fix
     cell.get_or_try_init(|| async move { on_fixture_runtime(async move { start(spec).await.map(Arc::new) }).await }).await.cloned()
 }
 
+/// A container from `spec` of the caller's own, not shared with other tests.
+pub async fn own_container(spec: ContainerSpec) -> Result<Arc<RunningContainer>, FixtureError> {
+    on_fixture_runtime(async move { start(spec).await.map(Arc::new) }).await
+}
+
 /// A fresh random secret for a container's password (never printed).
 #[must_use]
 pub fn random_secret() -> String {
@@ -289,9 +294,20 @@ fn postgres_password() -> &'static str {
     PASSWORD.get_or_init(random_secret)
 }
 
-/// The Postgres container (started if needed), for tests that stop and start the store.
+/// The Postgres container shared by this process's tests (started if needed).
 pub async fn postgres_container() -> Result<Arc<RunningContainer>, FixtureError> {
-    container(ContainerSpec {
+    container(postgres_spec()).await
+}
+
+/// A Postgres container of the caller's own and its URL, for a test that stops and
+/// starts the store (the shared one serves tests running beside it).
+pub async fn postgres_restartable() -> Result<(String, Arc<RunningContainer>), FixtureError> {
+    let c = own_container(postgres_spec()).await?;
+    Ok((format!("postgres://highlander:{}@127.0.0.1:{}/highlander", postgres_password(), c.host_port()), c))
+}
+
+fn postgres_spec() -> ContainerSpec {
+    ContainerSpec {
         store: "POSTGRES",
         default_image: "postgres:15.10",
         port: 5432,
@@ -303,8 +319,7 @@ pub async fn postgres_container() -> Result<Arc<RunningContainer>, FixtureError>
         cmd: vec![],
         ready_message: "database system is ready to accept connections",
         host_network: false,
-    })
-    .await
+    }
 }
 
 /// The pinned official etcd image.
@@ -338,9 +353,20 @@ pub async fn etcd_container_endpoints() -> Result<Vec<String>, FixtureError> {
     Ok(vec![format!("http://127.0.0.1:{}", c.host_port())])
 }
 
-/// The etcd container (started if needed), for tests that stop and start the store.
+/// The etcd container shared by this process's tests (started if needed).
 pub async fn etcd_container() -> Result<Arc<RunningContainer>, FixtureError> {
-    container(ContainerSpec {
+    container(etcd_spec()).await
+}
+
+/// An etcd container of the caller's own and its store URL, for a test that stops and
+/// starts the store (the shared one serves tests running beside it).
+pub async fn etcd_restartable() -> Result<(String, Arc<RunningContainer>), FixtureError> {
+    let c = own_container(etcd_spec()).await?;
+    Ok((etcd_url_of(&[format!("http://127.0.0.1:{}", c.host_port())]), c))
+}
+
+fn etcd_spec() -> ContainerSpec {
+    ContainerSpec {
         store: "ETCD",
         default_image: ETCD_IMAGE,
         port: 2379,
@@ -359,8 +385,7 @@ pub async fn etcd_container() -> Result<Arc<RunningContainer>, FixtureError> {
         .to_vec(),
         ready_message: "ready to serve client requests",
         host_network: false,
-    })
-    .await
+    }
 }
 
 /// A three-member etcd cluster (one container per member, each listening on
@@ -735,37 +760,74 @@ pub async fn redis_server(name: &str, extra: &[&str]) -> Result<ServerProcess, F
     Ok(ServerProcess { port, pid, dir })
 }
 
-/// A Redis server that can be stopped and started again on the same port with its data
-/// (append-only file on): for the restart check.
+/// A server that can be stopped and started again on the same port with its data, for
+/// the restart check: Redis (append-only file on) or ZooKeeper (its data directory).
 #[derive(Debug)]
-pub struct RestartableRedis {
+pub struct RestartableServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    kind: ServerKind,
     dir: std::path::PathBuf,
     pid: std::sync::Mutex<Option<u32>>,
 }
 
-impl RestartableRedis {
-    /// Starts one; `name` names its directory.
-    pub async fn start(name: &str) -> Result<Self, FixtureError> {
-        let dir = server_dir(&format!("redis-restart-{name}"))?;
-        let server = Self { port: free_loopback_port()?, dir, pid: std::sync::Mutex::new(None) };
+#[derive(Debug, Clone, Copy)]
+enum ServerKind {
+    Redis,
+    ZooKeeper,
+}
+
+impl RestartableServer {
+    /// Starts a Redis server; `name` names its directory.
+    pub async fn redis(name: &str) -> Result<Self, FixtureError> {
+        Self::start(ServerKind::Redis, &format!("redis-restart-{name}")).await
+    }
+
+    /// Starts a standalone ZooKeeper server (as [`zookeeper_server`]); `name` names its directory.
+    pub async fn zookeeper(name: &str) -> Result<Self, FixtureError> {
+        Self::start(ServerKind::ZooKeeper, &format!("zookeeper-restart-{name}")).await
+    }
+
+    async fn start(kind: ServerKind, dir: &str) -> Result<Self, FixtureError> {
+        let server = Self { port: free_loopback_port()?, kind, dir: server_dir(dir)?, pid: std::sync::Mutex::new(None) };
         server.launch().await?;
         Ok(server)
     }
 
     async fn launch(&self) -> Result<(), FixtureError> {
-        let mut command = std::process::Command::new(redis_binary()?);
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir);
-        let pid = spawn_server("redis-server", command, &self.dir)?;
+        let (what, command) = match self.kind {
+            ServerKind::Redis => {
+                let mut command = std::process::Command::new(redis_binary()?);
+                command
+                    .args([
+                        "--port",
+                        &self.port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--daemonize",
+                        "no",
+                    ])
+                    .arg("--dir")
+                    .arg(&self.dir);
+                ("redis-server", command)
+            }
+            ServerKind::ZooKeeper => ("ZooKeeper", zookeeper_command(&self.dir, self.port)?),
+        };
+        let pid = spawn_server(what, command, &self.dir)?;
         *self.pid.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pid);
-        wait_listening("redis-server", self.port, &self.dir, "output.log").await
+        wait_listening(what, self.port, &self.dir, "output.log").await?;
+        match self.kind {
+            ServerKind::Redis => Ok(()),
+            ServerKind::ZooKeeper => zookeeper_serving(self.port, &self.dir).await,
+        }
     }
 
-    /// Stops it (SIGTERM: Redis writes its append-only file and exits) and waits until it is gone.
+    /// Stops it with SIGTERM (Redis writes its append-only file; ZooKeeper's log is
+    /// already on disk) and waits until it is gone.
     pub fn stop(&self) {
         if let Some(pid) = self.pid.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
@@ -775,9 +837,9 @@ impl RestartableRedis {
 }
 
 #[async_trait::async_trait]
-impl crate::checks::restart::RestartableStore for RestartableRedis {
+impl crate::checks::restart::RestartableStore for RestartableServer {
     async fn stop(&self) -> Result<(), crate::Failure> {
-        RestartableRedis::stop(self);
+        RestartableServer::stop(self);
         Ok(())
     }
     async fn start(&self) -> Result<(), crate::Failure> {
@@ -785,7 +847,7 @@ impl crate::checks::restart::RestartableStore for RestartableRedis {
     }
 }
 
-impl Drop for RestartableRedis {
+impl Drop for RestartableServer {
     fn drop(&mut self) {
         self.stop();
     }
@@ -876,13 +938,21 @@ pub fn test_server_certificate(
 /// 127.0.0.1 with a 200 ms tick (sessions of 0.4 to 4 s), no admin server.
 pub async fn zookeeper_server(name: &str) -> Result<ServerProcess, FixtureError> {
     static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = server_dir(&format!("zookeeper-{name}-{n}"))?;
+    let port = free_loopback_port()?;
+    let pid = spawn_server("ZooKeeper", zookeeper_command(&dir, port)?, &dir)?;
+    wait_listening("ZooKeeper", port, &dir, "output.log").await?;
+    zookeeper_serving(port, &dir).await?;
+    Ok(ServerProcess { port, pid, dir })
+}
+
+/// The command that runs ZooKeeper on `port` with its configuration and data in `dir`.
+fn zookeeper_command(dir: &std::path::Path, port: u16) -> Result<std::process::Command, FixtureError> {
     let jars = env("LOCK_TEST_ZOOKEEPER_CLASSPATH").unwrap_or_else(|| "/usr/share/java/*".into());
     if env("LOCK_TEST_ZOOKEEPER_CLASSPATH").is_none() && !std::path::Path::new("/usr/share/java/zookeeper.jar").exists() {
         return Err(FixtureError("ZooKeeper is not installed (apt-get install zookeeper; scripts/setup does)".into()));
     }
-    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = server_dir(&format!("zookeeper-{name}-{n}"))?;
-    let port = free_loopback_port()?;
     let config = format!(
         "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
         dir.join("data").display()
@@ -890,9 +960,11 @@ pub async fn zookeeper_server(name: &str) -> Result<ServerProcess, FixtureError>
     std::fs::write(dir.join("zoo.cfg"), config).map_err(|e| FixtureError(e.to_string()))?;
     let mut command = std::process::Command::new("java");
     command.args(["-Xmx256m", "-cp", &jars, "org.apache.zookeeper.server.quorum.QuorumPeerMain"]).arg(dir.join("zoo.cfg"));
-    let pid = spawn_server("ZooKeeper", command, &dir)?;
-    wait_listening("ZooKeeper", port, &dir, "output.log").await?;
-    // It listens before it serves: ask until it says it serves (`srvr` names its mode).
+    Ok(command)
+}
+
+/// ZooKeeper listens before it serves: asks until it says it serves (`srvr` names its mode).
+async fn zookeeper_serving(port: u16, dir: &std::path::Path) -> Result<(), FixtureError> {
     for _ in 0..300 {
         let answer = tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
@@ -907,7 +979,7 @@ pub async fn zookeeper_server(name: &str) -> Result<ServerProcess, FixtureError>
         .ok()
         .flatten();
         if answer.is_some_and(|a| a.contains("Mode:")) {
-            return Ok(ServerProcess { port, pid, dir });
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -303,7 +303,9 @@ impl LeaseStore for FileStore {
 
 impl FileStore {
     /// One inotify watch on the directory, read by a thread of its own that hands each
-    /// replaced lease file to its lock's watchers; it stops once the store is dropped.
+    /// replaced lease file to its lock's watchers; it stops once the store is dropped,
+    /// and ends the feed once the directory it watches is moved or removed (a directory
+    /// restored in its place is a new one: the watchers subscribe again and watch that).
     fn start_feed(&self, generation: u64) -> Result<()> {
         use nix::{
             poll::{PollFd, PollFlags, PollTimeout, poll},
@@ -311,7 +313,9 @@ impl FileStore {
         };
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| Error::Unavailable { store: self.to_string(), source: format!("inotify: {e}").into() })?;
-        inotify.add_watch(&self.inner.dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE).map_err(|e| Error::Unavailable {
+        let events =
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF;
+        inotify.add_watch(&self.inner.dir, events).map_err(|e| Error::Unavailable {
             store: self.to_string(),
             source: format!("inotify on {}: {e}", self.inner.dir.display()).into(),
         })?;
@@ -333,6 +337,10 @@ impl FileStore {
                         Err(nix::errno::Errno::EAGAIN) => continue,
                         Err(_) => break,
                     };
+                    let gone = AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_IGNORED;
+                    if events.iter().any(|e| e.mask.intersects(gone)) {
+                        break;
+                    }
                     let store = FileStore { inner };
                     for event in events {
                         let Some(name) = event.name.as_ref().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lease")) else {

@@ -64,8 +64,11 @@ impl ElectionState {
 /// however long it was paused in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseDeadlines {
-    /// When the last successful renewal started.
+    /// When the last successful renewal's write started.
     pub renewed: Stamp,
+    /// How long that write took to be answered: the next renewal needs about as long,
+    /// and must be answered before [`valid_until`](Self::valid_until).
+    pub round_trip: Duration,
     /// `renewed` + renew deadline: stop acting from here on.
     pub valid_until: Stamp,
     /// `renewed` + lease duration: the earliest moment a standby may take the lease.
@@ -78,7 +81,13 @@ pub struct LeaseDeadlines {
 impl LeaseDeadlines {
     pub(super) fn from_renewal(renewed: Stamp, timing: &crate::Timing) -> Self {
         let takeover = renewed.after(timing.lease);
-        Self { renewed, valid_until: renewed.after(timing.renew_deadline), takeover, kill_by: takeover.before(timing.clock_margin()) }
+        Self {
+            renewed,
+            round_trip: renewed.overdue(),
+            valid_until: renewed.after(timing.renew_deadline),
+            takeover,
+            kill_by: takeover.before(timing.clock_margin()),
+        }
     }
 }
 

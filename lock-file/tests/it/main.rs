@@ -1,4 +1,5 @@
-//! lock-file on the local filesystem: the conformance suite, and processes sharing one directory.
+//! lock-file on the local filesystem: the conformance suite, processes sharing one directory, a replaced directory.
 
 mod conformance;
 mod processes;
+mod restart;

@@ -1,4 +1,5 @@
-//! lock-zookeeper against a real ZooKeeper server: the conformance suite, sessions and ACLs.
+//! lock-zookeeper against a real ZooKeeper server: the conformance suite, a server restart, sessions and ACLs.
 
 mod conformance;
+mod restart;
 mod sessions;

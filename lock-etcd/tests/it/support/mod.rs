@@ -6,9 +6,3 @@ use lock_conformance::{Connect, Harness, fixtures};
 pub(crate) async fn from_env() -> Harness<Connect> {
     fixtures::harness(&lock_etcd::BACKEND, fixtures::etcd_url().await).await
 }
-
-/// The harness of the fixture's own container (for tests that stop and start it).
-pub(crate) async fn from_container() -> Harness<Connect> {
-    let endpoints = fixtures::etcd_container_endpoints().await;
-    fixtures::harness(&lock_etcd::BACKEND, endpoints.map(|e| fixtures::etcd_url_of(&e))).await
-}

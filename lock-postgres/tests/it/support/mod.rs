@@ -16,11 +16,6 @@ pub(crate) async fn from_env() -> Harness<Connect> {
     fixtures::harness(&lock_postgres::BACKEND, fixtures::postgres_url().await).await
 }
 
-/// The harness of the fixture's own container (for tests that stop and start it).
-pub(crate) async fn from_container() -> Harness<Connect> {
-    fixtures::harness(&lock_postgres::BACKEND, fixtures::postgres_container_url().await).await
-}
-
 /// Locks `lock`'s lease row on the server at `url` in an open transaction, so that
 /// updates of it wait; `ROLLBACK` on the returned connection releases it.
 pub(crate) async fn lock_row(url: &str, lock: &lock_core::LockName) -> deadpool_postgres::Client {
