@@ -7,9 +7,8 @@ use std::{io::Write as _, process::ExitCode};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, spanner://, redis://, zookeeper://, file://, memory://).
-    /// The suite writes locks named `conformance-…` there. Also read from HIGHLANDER_STORE.
-    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true)]
+    // The store URL; its help lists the schemes compiled in.
+    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true, help = crate::store_help("The suite writes locks named `conformance-…` there. "))]
     store: String,
     /// Run only this check (repeatable; default: all).
     #[arg(long = "check", value_name = "NAME")]

@@ -1,9 +1,10 @@
 //! `highlander demo`: the demo script of [`highlander::demo`], on a GitHub gist API
 //! emulator started in-process (the default) or on any store URL.
 
-use highlander::{OpenOptions, SharedStore, demo::Script, open_with};
+use highlander::{OpenOptions, demo::Script, open_with};
+#[cfg(feature = "gist")]
 use lock_gist::emulator::{Emulator, EmulatorConfig};
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -25,6 +26,7 @@ pub(crate) struct Args {
 }
 
 /// The token the default emulator accepts.
+#[cfg(feature = "gist")]
 const EMULATOR_TOKEN: &str = "emulator-token";
 
 pub(crate) async fn demo(args: Args) -> Result<(), String> {
@@ -41,26 +43,35 @@ pub(crate) async fn demo(args: Args) -> Result<(), String> {
             announce(&label, &script);
             highlander::demo::run(&script, || open_with(&url, &options)).await.map(drop)
         }
-        None => {
-            let emulator = Emulator::start(EmulatorConfig::default())
-                .await
-                .map_err(|e| format!("cannot start the gist emulator on 127.0.0.1: {e}"))?;
-            let gist = emulator.control().create_gist("highlander", &[("README.md", "Highlander demo leases")]);
-            announce(&format!("a GitHub gist API emulator at {} (gist {gist})", emulator.url()), &script);
-            let connect = || {
-                // The emulator is not GitHub: its write budget does not apply.
-                let store = lock_gist::GistStore::builder(&gist)
-                    .api(emulator.url())
-                    .token(EMULATOR_TOKEN)
-                    .options(&options)
-                    .allow_over_budget(true)
-                    .build()
-                    .map(|s| Arc::new(s) as SharedStore);
-                std::future::ready(store)
-            };
-            highlander::demo::run(&script, connect).await.map(drop)
-        }
+        None => on_the_emulator(&script, &options).await,
     }
+}
+
+/// The demo on a GitHub gist API emulator started in this process.
+#[cfg(feature = "gist")]
+async fn on_the_emulator(script: &Script, options: &OpenOptions) -> Result<(), String> {
+    let emulator =
+        Emulator::start(EmulatorConfig::default()).await.map_err(|e| format!("cannot start the gist emulator on 127.0.0.1: {e}"))?;
+    let gist = emulator.control().create_gist("highlander", &[("README.md", "Highlander demo leases")]);
+    announce(&format!("a GitHub gist API emulator at {} (gist {gist})", emulator.url()), script);
+    let connect = || {
+        // The emulator is not GitHub: its write budget does not apply.
+        let store = lock_gist::GistStore::builder(&gist)
+            .api(emulator.url())
+            .token(EMULATOR_TOKEN)
+            .options(options)
+            .allow_over_budget(true)
+            .build()
+            .map(|s| std::sync::Arc::new(s) as highlander::SharedStore);
+        std::future::ready(store)
+    };
+    highlander::demo::run(script, connect).await.map(drop)
+}
+
+/// Without the gist backend there is no emulator to start.
+#[cfg(not(feature = "gist"))]
+async fn on_the_emulator(_: &Script, _: &OpenOptions) -> Result<(), String> {
+    Err("this highlander was built without the gist feature, whose API emulator is the demo's default store: give --store URL (memory://demo runs it in this process)".into())
 }
 
 fn announce(label: &str, script: &Script) {

@@ -68,9 +68,9 @@ pub(crate) const OPEN_FILES_ENV: &str = "HIGHLANDER_GUARD_OPEN_FILES";
 /// The hidden first argument of the step between the guard and the command:
 /// `highlander __highlander_exec GUARD_PID -- COMMAND [ARG…]` arms the kernel's death
 /// signal (the command gets SIGKILL the moment its guard dies, even when highlander is
-/// paused or dead too and cannot notice) and then becomes the command. A guard SIGKILLed
-/// beside a SIGSTOPped highlander once left the command running beside the next
-/// leader's for 5 s.
+/// paused or dead too and cannot notice) and then becomes the command: without it, a
+/// guard SIGKILLed beside a SIGSTOPped highlander would leave the command running
+/// beside the next leader's.
 pub(crate) const EXEC_ARG: &str = "__highlander_exec";
 
 /// [`EXEC_ARG`]'s step: returns only if the command cannot run.

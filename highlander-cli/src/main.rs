@@ -71,12 +71,44 @@ enum Command {
     Chaos(chaos::Args),
 }
 
+#[cfg(test)]
+mod features {
+    /// The command's backend features are the facade's, each turning the facade's on,
+    /// all on by default.
+    #[test]
+    fn the_commands_features_are_the_facades() {
+        let manifest = include_str!("../Cargo.toml");
+        let section = manifest.split_once("[features]\n").and_then(|(_, rest)| rest.split("\n[").next()).expect("a [features] section");
+        let mut declared = Vec::new();
+        let mut default = Vec::new();
+        for line in section.lines().filter(|l| !l.trim().is_empty()) {
+            let (name, value) = line.split_once(" = ").expect("name = [...]");
+            let list: Vec<&str> = value.trim_matches(['[', ']']).split(", ").map(|v| v.trim_matches('"')).collect();
+            if name == "default" {
+                default = list;
+            } else {
+                assert!(list.contains(&format!("highlander/{name}").as_str()), "feature {name} turns on highlander/{name}: {line}");
+                declared.push(name);
+            }
+        }
+        assert_eq!(declared, highlander::FEATURES, "highlander-cli's features");
+        assert_eq!(default, highlander::FEATURES, "highlander-cli's default features");
+    }
+}
+
+/// The `--store` help: the schemes compiled in, and `extra`.
+pub(crate) fn store_help(extra: &str) -> String {
+    format!(
+        "The store URL ({}). {extra}Also read from HIGHLANDER_STORE, which keeps it out of the process's argv.",
+        highlander::schemes().join(", ")
+    )
+}
+
 /// The store and the lock a command works on.
 #[derive(clap::Args)]
 pub(crate) struct Target {
-    /// The store URL (postgres://, etcd://, dynamodb://, s3://, gist://, spanner://, redis://, zookeeper://, file://, memory://).
-    /// Also read from HIGHLANDER_STORE, which keeps it out of the process's argv.
-    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true)]
+    // The store URL; its help lists the schemes compiled in.
+    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true, help = store_help(""))]
     store: String,
     /// The lock's name.
     #[arg(long)]

@@ -43,10 +43,11 @@ pub use lock_zookeeper;
 
 use std::sync::Arc;
 
-/// Declares the backends: one line each, `"feature" => backend`, compiled in when the
-/// feature is on and named in an error when it is off.
+/// Declares the backends: one line each, `"feature" [schemes…] => backend`, compiled in
+/// when the feature is on and named in an error when it is off (a test checks the
+/// schemes written here are the backend's own).
 macro_rules! backends {
-    ($($feature:literal => $backend:path),* $(,)?) => {
+    ($($feature:literal [$($scheme:literal),+] => $backend:path),* $(,)?) => {
         /// The backends compiled in, the in-process memory store first.
         pub static BACKENDS: &[&dyn Backend] = &[
             &lock_core::backend::MEMORY,
@@ -55,19 +56,22 @@ macro_rules! backends {
 
         /// Every backend feature of this crate, compiled in or not.
         pub const FEATURES: &[&str] = &[$($feature),*];
+
+        /// Every backend feature with its URL schemes, compiled in or not.
+        pub const FEATURE_SCHEMES: &[(&str, &[&str])] = &[$(($feature, &[$($scheme),+])),*];
     };
 }
 
 backends! {
-    "postgres" => lock_postgres::BACKEND,
-    "etcd" => lock_etcd::BACKEND,
-    "dynamodb" => lock_dynamodb::BACKEND,
-    "s3" => lock_s3::BACKEND,
-    "gist" => lock_gist::BACKEND,
-    "file" => lock_file::BACKEND,
-    "spanner" => lock_spanner::BACKEND,
-    "redis" => lock_redis::BACKEND,
-    "zookeeper" => lock_zookeeper::BACKEND,
+    "postgres" ["postgres", "postgresql"] => lock_postgres::BACKEND,
+    "etcd" ["etcd"] => lock_etcd::BACKEND,
+    "dynamodb" ["dynamodb"] => lock_dynamodb::BACKEND,
+    "s3" ["s3"] => lock_s3::BACKEND,
+    "gist" ["gist"] => lock_gist::BACKEND,
+    "file" ["file"] => lock_file::BACKEND,
+    "spanner" ["spanner"] => lock_spanner::BACKEND,
+    "redis" ["redis", "rediss"] => lock_redis::BACKEND,
+    "zookeeper" ["zookeeper"] => lock_zookeeper::BACKEND,
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the
@@ -77,15 +81,19 @@ pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
     if let Some(b) = BACKENDS.iter().find(|b| b.schemes().contains(&scheme)) {
         return Ok(*b);
     }
-    // The schemes of backends that may not be compiled in: a feature's name, and these.
-    const OTHER_SCHEMES: &[(&str, &str)] = &[("postgres", "postgresql"), ("redis", "rediss")];
-    if let Some(feature) = FEATURES.iter().find(|f| scheme == **f || OTHER_SCHEMES.contains(&(**f, scheme))) {
+    if let Some((feature, _)) = FEATURE_SCHEMES.iter().find(|(_, schemes)| schemes.contains(&scheme)) {
         return Err(Error::Config(format!(
             "the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"
         )));
     }
     let known: Vec<String> = BACKENDS.iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect();
     Err(Error::Config(format!("unknown store scheme {}; known schemes: {}", Escaped(scheme), known.join(", "))))
+}
+
+/// Every URL scheme compiled in, as `scheme://`, for help text.
+#[must_use]
+pub fn schemes() -> Vec<String> {
+    BACKENDS.iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect()
 }
 
 /// Opens the store a URL names and checks it can be used: one read of a probe lock,
@@ -153,6 +161,49 @@ pub async fn probe(store: &dyn LeaseStore, options: &OpenOptions) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schemes `backends!` names for each feature are the backend's own.
+    #[test]
+    #[cfg(all(
+        feature = "postgres",
+        feature = "etcd",
+        feature = "dynamodb",
+        feature = "s3",
+        feature = "gist",
+        feature = "file",
+        feature = "spanner",
+        feature = "redis",
+        feature = "zookeeper"
+    ))]
+    fn each_feature_declares_its_backends_schemes() {
+        assert_eq!(BACKENDS.len(), FEATURES.len() + 1, "every feature is compiled in for this test");
+        for (backend, (feature, schemes)) in BACKENDS[1..].iter().zip(FEATURE_SCHEMES) {
+            assert_eq!(backend.schemes(), *schemes, "backends! line of feature {feature}");
+        }
+    }
+
+    /// The READMEs' URL tables and feature lists name every backend, and no other.
+    #[test]
+    fn the_readmes_name_every_backend_and_no_other() {
+        let all: std::collections::BTreeSet<&str> = FEATURE_SCHEMES.iter().flat_map(|(_, s)| s.iter().copied()).chain(["memory"]).collect();
+        for (name, text) in [("README.md", include_str!("../../README.md")), ("highlander/README.md", include_str!("../README.md"))] {
+            let in_table: std::collections::BTreeSet<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("| `"))
+                .filter_map(|row| row.split(" | ").next())
+                .flat_map(|cell| cell.split("://").collect::<Vec<_>>().into_iter().rev().skip(1).rev())
+                .filter_map(|before| before.rsplit(|c: char| !c.is_ascii_alphanumeric()).next())
+                .filter(|s| !s.is_empty() && !s.starts_with("http"))
+                .collect();
+            assert_eq!(in_table, all, "{name}: the URL table's schemes");
+        }
+        let features = include_str!("../README.md")
+            .split_once("behind a cargo feature (")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(list, _)| list.split(", ").map(|f| f.trim_matches('`')).collect::<Vec<_>>())
+            .expect("highlander/README.md lists the features: behind a cargo feature (`a`, `b`; …)");
+        assert_eq!(features, FEATURES, "highlander/README.md's feature list");
+    }
 
     #[tokio::test]
     async fn memory_urls_share_a_store_by_name() {

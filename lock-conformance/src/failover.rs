@@ -199,19 +199,7 @@ pub fn overlaps(terms: &Terms) -> usize {
 }
 
 /// What one configuration showed.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Figures {
-    /// Tries run.
-    pub tries: usize,
-    /// Acknowledged renewals the new store did not have.
-    pub lost_renewals: usize,
-    /// Acknowledged takeovers the new store did not have.
-    pub lost_takeovers: usize,
-    /// Pairs of overlapping terms after the store failed over.
-    pub overlapping_terms: usize,
-    /// The longest time from the failure to the next write by a candidate.
-    pub failover_seconds_max: f64,
-}
+pub use crate::report::FailoverFigures as Figures;
 
 /// How many tries: `FAILOVER_TRIES`, default 4 (the docs use 50).
 #[must_use]
@@ -230,18 +218,29 @@ pub fn report(backend: &str, configuration: &str, figures: &Figures) {
     }
 }
 
-/// Waits (up to 10 s) for a write to `lock` after `seen`: the failover's pause.
-pub async fn pause_until_written(store: &dyn LeaseStore, lock: &LockName, seen: &Version, failed_at: Instant) -> Duration {
+/// Waits (up to 10 s) for a write to `lock` after `seen` and counts it in `figures`:
+/// the failover's pause (`None`: no write within 10 s), and whether the election went on.
+pub async fn pause_until_written(
+    store: &dyn LeaseStore,
+    lock: &LockName,
+    seen: &Version,
+    failed_at: Instant,
+    figures: &mut Figures,
+) -> Option<Duration> {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         if let Ok(Some(now)) = store.get(lock).await
             && now.version != *seen
         {
-            return failed_at.elapsed();
+            let pause = failed_at.elapsed();
+            figures.resumed += 1;
+            figures.failover_seconds_max = figures.failover_seconds_max.max(pause.as_secs_f64());
+            return Some(pause);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Duration::from_secs(10)
+    figures.failover_seconds_max = figures.failover_seconds_max.max(failed_at.elapsed().as_secs_f64());
+    None
 }
 
 /// A TCP proxy on 127.0.0.1 to `target` that delays every byte by `delay` each way,

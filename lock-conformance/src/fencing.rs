@@ -72,7 +72,7 @@ where
         .ok()
         .flatten()
         .ok_or_else(|| Failure("alpha never led".into()))?;
-    ensure!(a_store.capabilities().fenced_writes, "{a_store} does not declare fenced writes");
+    ensure!(a_store.capabilities().fenced_writes.is_some(), "{a_store} does not declare fenced writes");
     let first = a_store.get(&lock).await?.ok_or_else(|| Failure("no record".into()))?;
     let version_ordinal = |o: &lock_core::Observed| o.version.ordinal();
     for i in 0..50 {

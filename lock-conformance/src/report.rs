@@ -53,8 +53,9 @@ pub struct BackendReport {
     pub monotonic_versions: bool,
     /// Whether standbys are notified of changes.
     pub watch: bool,
-    /// Whether the store offers fenced writes (the term checked in the write's own transaction).
-    pub fenced_writes: bool,
+    /// How the store makes fenced writes (the term checked in the write's own
+    /// transaction), if it can.
+    pub fenced_writes: Option<&'static str>,
     /// The largest record the store holds, if limited.
     pub max_record_bytes: Option<usize>,
     /// Every check.
@@ -177,7 +178,7 @@ pub async fn run_selected(
         },
         monotonic_versions: caps.as_ref().is_some_and(|c| c.monotonic_versions),
         watch: caps.as_ref().is_some_and(|c| c.watch),
-        fenced_writes: caps.as_ref().is_some_and(|c| c.fenced_writes),
+        fenced_writes: caps.as_ref().and_then(|c| c.fenced_writes),
         max_record_bytes: caps.and_then(|c| c.max_record_bytes),
         checks,
         get: lat.map(|l| l.0),
@@ -218,12 +219,9 @@ pub fn markdown(reports: &[BackendReport]) -> String {
         }
         r.figure("change_notifications_deliver_each_write", "notification_ms").map_or("yes".into(), |ms| format!("yes (≤ {ms:.1} ms)"))
     });
-    row("fenced writes (the term checked in the write's transaction)", &|r| match (r.fenced_writes, r.backend.as_str()) {
-        (false, _) => "no: pass the fencing token to the resource".into(),
-        (true, "postgres" | "postgresql") => "yes: `fenced_transaction` (row lock `FOR SHARE`)".into(),
-        (true, "etcd") => "yes: `fenced_txn` (compare on the term)".into(),
-        (true, "dynamodb") => "yes: `fenced_write` (`ConditionCheck`)".into(),
-        (true, _) => "yes".into(),
+    row("fenced writes (the term checked in the write's transaction)", &|r| match r.fenced_writes {
+        None => "no: pass the fencing token to the resource".into(),
+        Some(how) => format!("yes: {how}"),
     });
     row("checks passed", &|r| format!("{}/{}", r.checks.iter().filter(|c| c.passed).count(), r.checks.len()));
     row("get p50 / p99 (ms)", &|r| ms(r.get));
@@ -334,18 +332,22 @@ pub struct FailoverEntry {
     pub figures: FailoverFigures,
 }
 
-/// The counts of one failover experiment.
-#[derive(Debug, Clone, serde::Deserialize)]
+/// The counts of one failover experiment (written by the failover tests, read back
+/// for the semantics report).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FailoverFigures {
-    /// Tries.
+    /// Tries run to the end.
     pub tries: usize,
-    /// Acknowledged renewals lost.
+    /// Acknowledged renewals the new store did not have.
     pub lost_renewals: usize,
-    /// Acknowledged takeovers lost.
+    /// Acknowledged takeovers the new store did not have.
     pub lost_takeovers: usize,
-    /// Overlapping terms.
+    /// Pairs of overlapping terms after the store failed over.
     pub overlapping_terms: usize,
-    /// The longest pause from the failure to the next write.
+    /// Tries after which a candidate wrote to the new store (the election went on).
+    #[serde(default)]
+    pub resumed: usize,
+    /// The longest time from the failure to the next write by a candidate.
     pub failover_seconds_max: f64,
 }
 

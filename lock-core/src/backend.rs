@@ -41,6 +41,32 @@ impl Default for OpenOptions {
     }
 }
 
+/// Where a store URL says its store is, for a tool that puts itself between the
+/// candidates and the store (`highlander chaos` and its proxies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Address {
+    /// Not said: such a tool cannot find the store.
+    Unknown,
+    /// In this process only: candidates in other processes cannot share it.
+    InProcess,
+    /// On this machine, with no link between the candidates and it (a directory).
+    Local,
+    /// The URL's hosts (`host[:port],…` after any user-info), with this default port.
+    Hosts {
+        /// The port of a host given without one.
+        default_port: u16,
+    },
+    /// A URL parameter: an HTTP(S) URL (`endpoint=`, `api=`), or, where `bare_port` is
+    /// set, a bare `host[:port]` with that default port.
+    Param {
+        /// The parameter's name.
+        name: &'static str,
+        /// The default port of a bare `host` (`None`: the value is an HTTP(S) URL).
+        bare_port: Option<u16>,
+    },
+}
+
 /// A kind of store, opened by URL.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -49,6 +75,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Its URL grammar in one line, for help and errors.
     fn grammar(&self) -> &'static str;
+
+    /// Where its URLs say the store is (see [`Address`]).
+    fn address(&self) -> Address {
+        Address::Unknown
+    }
 
     /// The environment variables that hold its secrets (a password, a token): a
     /// supervisor keeps them from the commands it runs unless asked not to.
@@ -82,6 +113,10 @@ impl Backend for MemoryBackend {
 
     fn grammar(&self) -> &'static str {
         "memory://NAME (in this process only)"
+    }
+
+    fn address(&self) -> Address {
+        Address::InProcess
     }
 
     async fn open(&self, url: &StoreUrl, _: &OpenOptions) -> Result<Arc<dyn RawAccess>> {

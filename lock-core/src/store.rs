@@ -113,9 +113,11 @@ pub struct Capabilities {
     pub watch: bool,
     /// The largest record, in bytes, the store holds (`None`: no practical limit).
     pub max_record_bytes: Option<usize>,
-    /// The store can make a write of the user's commit only while the lock's record
-    /// names the writer's term, checked in the write's own transaction (see [`crate::fence`]).
-    pub fenced_writes: bool,
+    /// How the store makes a write of the user's commit only while the lock's record
+    /// names the writer's term, checked in the write's own transaction (see
+    /// [`crate::fence`]): the call and the mechanism, e.g. "`fenced_txn` (compare on the
+    /// term)"; `None` if it cannot (pass the fencing token to the resource instead).
+    pub fenced_writes: Option<&'static str>,
 }
 
 impl Capabilities {
@@ -127,7 +129,7 @@ impl Capabilities {
             monotonic_versions: false,
             watch: false,
             max_record_bytes: None,
-            fenced_writes: false,
+            fenced_writes: None,
         }
     }
 
@@ -151,10 +153,10 @@ impl Capabilities {
         self
     }
 
-    /// Declares fenced writes.
+    /// Declares fenced writes, and how they are made (the call and its mechanism).
     #[must_use]
-    pub fn with_fenced_writes(mut self, yes: bool) -> Self {
-        self.fenced_writes = yes;
+    pub fn with_fenced_writes(mut self, how: &'static str) -> Self {
+        self.fenced_writes = Some(how);
         self
     }
 

@@ -156,6 +156,10 @@ impl Backend for DynamoDbBackend {
         "dynamodb://TABLE?region=…&endpoint=…&key=…&max_in_flight=16 (the AWS credential chain)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Param { name: "endpoint", bare_port: None }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         lock_aws::SECRET_ENV
     }
@@ -429,7 +433,10 @@ impl LeaseStore for DynamoDbStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic().with_monotonic_versions(true).with_fenced_writes(true).with_max_record_bytes(Some(MAX_RECORD_BYTES))
+        Capabilities::atomic()
+            .with_monotonic_versions(true)
+            .with_fenced_writes("`fenced_write` (`ConditionCheck`)")
+            .with_max_record_bytes(Some(MAX_RECORD_BYTES))
     }
 }
 

@@ -206,6 +206,10 @@ impl Backend for EtcdBackend {
         "etcd://HOST:2379,HOST2:2379/PREFIX?ca=PEM&cert=PEM&key=PEM (TLS with tls=true or any file; ETCD_USERNAME / ETCD_PASSWORD)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Hosts { default_port: 2379 }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         &["ETCD_PASSWORD"]
     }
@@ -453,7 +457,7 @@ impl LeaseStore for EtcdStore {
         Capabilities::atomic()
             .with_monotonic_versions(true)
             .with_watch(true)
-            .with_fenced_writes(true)
+            .with_fenced_writes("`fenced_txn` (compare on the term)")
             .with_max_record_bytes(Some(MAX_RECORD_BYTES))
     }
 

@@ -437,6 +437,10 @@ impl Backend for FileBackend {
         "file:///path/to/dir (a local filesystem, or NFSv4 with working locks)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Local
+    }
+
     async fn open(&self, url: &StoreUrl, _options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
         Ok(Arc::new(FileStore::new(dir_of(url)?)?))
     }

@@ -433,6 +433,10 @@ impl Backend for GistBackend {
         "gist://GIST_ID?api=…&allow_over_budget=true (token in GITHUB_TOKEN; last-writer-wins, for teaching)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Param { name: "api", bare_port: None }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         &["GITHUB_TOKEN"]
     }

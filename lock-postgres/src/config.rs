@@ -360,6 +360,10 @@ impl Backend for PostgresBackend {
         "postgres://USER@HOST:5432/DB?table=…&schema=…&sslmode=verify-full&sslrootcert=PEM (password in PGPASSWORD)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Hosts { default_port: 5432 }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         &["PGPASSWORD"]
     }

@@ -562,7 +562,10 @@ impl LeaseStore for PostgresStore {
 
     fn capabilities(&self) -> Capabilities {
         let watch = self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) != NOTIFY_OFF;
-        Capabilities::atomic().with_monotonic_versions(true).with_watch(watch).with_fenced_writes(true)
+        Capabilities::atomic()
+            .with_monotonic_versions(true)
+            .with_watch(watch)
+            .with_fenced_writes("`fenced_transaction` (row lock `FOR SHARE`)")
     }
 
     /// LISTEN on one connection of this store's own (outside the pool), shared by every

@@ -627,6 +627,10 @@ impl Backend for RedisBackend {
         "redis://host:6379/DB?prefix=…&wait_replicas=N, rediss:// for TLS (ca=, cert=, key=); ACL user and password in REDIS_USERNAME / REDIS_PASSWORD"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Hosts { default_port: 6379 }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         SECRET_ENV
     }

@@ -134,6 +134,10 @@ impl Backend for S3Backend {
         "s3://BUCKET/PREFIX?region=…&endpoint=…&path_style=true&max_in_flight=16 (the AWS credential chain)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Param { name: "endpoint", bare_port: None }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         lock_aws::SECRET_ENV
     }

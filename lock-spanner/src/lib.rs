@@ -544,6 +544,10 @@ impl Backend for SpannerBackend {
         "spanner://PROJECT/INSTANCE/DATABASE?table=…&emulator=HOST:PORT (Application Default Credentials, or SPANNER_EMULATOR_HOST)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Param { name: "emulator", bare_port: Some(9010) }
+    }
+
     async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
         Ok(Arc::new(SpannerStoreBuilder::from_url(url)?.options(options).connect().await?))
     }

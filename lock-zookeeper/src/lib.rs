@@ -470,6 +470,10 @@ impl Backend for ZooKeeperBackend {
         "zookeeper://host:2181,host2:2181/prefix?session_timeout=10s (digest credentials in ZOOKEEPER_USERNAME / ZOOKEEPER_PASSWORD)"
     }
 
+    fn address(&self) -> lock_core::backend::Address {
+        lock_core::backend::Address::Hosts { default_port: 2181 }
+    }
+
     fn secret_env(&self) -> &'static [&'static str] {
         SECRET_ENV
     }

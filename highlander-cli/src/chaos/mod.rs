@@ -78,9 +78,8 @@ const CHAOS_TIMING: Timing =
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The store URL (postgres://, etcd://, redis://, zookeeper://, dynamodb:// and s3:// with endpoint=, gist:// with api=, spanner:// with emulator=, file:// without network faults).
-    /// Also read from HIGHLANDER_STORE, which keeps it out of argv.
-    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true)]
+    // The store URL; its help lists what chaos can stand in front of.
+    #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true, help = url::store_help())]
     store: String,
     /// Create the store's table or bucket if it is missing.
     #[arg(long)]

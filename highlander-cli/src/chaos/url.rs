@@ -1,7 +1,7 @@
 //! Rewriting a store URL so every connection goes through a proxy: the hosts of the
 //! authority (Postgres, etcd, …) or the `endpoint=` / `api=` of the HTTP stores.
 
-use highlander::{StoreUrl, url::host_port};
+use highlander::{StoreUrl, backend::Address, url::host_port};
 
 /// Where a store URL connects: the `host:port`s, and how to put proxies in their place.
 pub(crate) struct Route {
@@ -18,62 +18,74 @@ enum RouteKind {
     Param { start: usize, end: usize },
 }
 
-fn default_port(scheme: &str) -> Option<u16> {
-    Some(match scheme {
-        "postgres" | "postgresql" => 5432,
-        "etcd" => 2379,
-        "redis" | "rediss" => 6379,
-        "zookeeper" => 2181,
-        _ => return None,
-    })
+/// The `--store` help of chaos: each backend compiled in, with what chaos needs of its URL.
+pub(crate) fn store_help() -> String {
+    let kinds: Vec<String> = highlander::BACKENDS
+        .iter()
+        .filter_map(|b| {
+            let scheme = b.schemes().first()?;
+            match b.address() {
+                Address::Hosts { .. } => Some(format!("{scheme}://")),
+                Address::Param { name, .. } => Some(format!("{scheme}:// with {name}=")),
+                Address::Local => Some(format!("{scheme}:// without network faults")),
+                _ => None,
+            }
+        })
+        .collect();
+    format!("The store URL ({}). Also read from HIGHLANDER_STORE, which keeps it out of argv.", kinds.join(", "))
 }
 
 impl Route {
     /// Finds the network addresses of `url` (`None`: a store with no network between the
     /// candidates and it, a directory), or says why chaos cannot put itself in between.
+    /// Where to look is the backend's to say ([`Address`]).
     pub(crate) fn of(url: &str) -> Result<Option<Self>, String> {
         let parsed = StoreUrl::parse(url).map_err(|e| e.to_string())?;
         let scheme = parsed.scheme().to_string();
-        if scheme == "file" {
-            return Ok(None);
-        }
         let after_scheme = url.find("://").map(|i| i + 3).ok_or("not a URL")?;
-        if let Some(port) = default_port(&scheme) {
-            let rest = &url[after_scheme..];
-            let end = after_scheme + rest.find(['/', '?']).unwrap_or(rest.len());
-            let start = url[after_scheme..end].rfind('@').map_or(after_scheme, |i| after_scheme + i + 1);
-            let mut targets = Vec::new();
-            for (i, host) in parsed.hosts().iter().enumerate() {
-                let (name, port) = host_port(&scheme, i, host, port).map_err(|e| e.to_string())?;
-                targets.push(format!("{name}:{port}"));
+        match highlander::backend(&parsed).map_err(|e| e.to_string())?.address() {
+            Address::Local => Ok(None),
+            Address::Hosts { default_port } => {
+                let rest = &url[after_scheme..];
+                let end = after_scheme + rest.find(['/', '?']).unwrap_or(rest.len());
+                let start = url[after_scheme..end].rfind('@').map_or(after_scheme, |i| after_scheme + i + 1);
+                let mut targets = Vec::new();
+                for (i, host) in parsed.hosts().iter().enumerate() {
+                    let (name, port) = host_port(&scheme, i, host, default_port).map_err(|e| e.to_string())?;
+                    targets.push(format!("{name}:{port}"));
+                }
+                Ok(Some(Self { url: url.to_string(), kind: RouteKind::Authority { start, end }, targets }))
             }
-            return Ok(Some(Self { url: url.to_string(), kind: RouteKind::Authority { start, end }, targets }));
+            Address::Param { name: key, bare_port } => {
+                let Some(at) = url.find(&format!("?{key}=")).or_else(|| url.find(&format!("&{key}="))) else {
+                    return Err(format!(
+                        "chaos reaches the store through a proxy of its own and needs the {scheme}:// URL's {key}= (the store's own service cannot be stood in front of)"
+                    ));
+                };
+                let value_start = at + 2 + key.len();
+                let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
+                let value = &url[value_start..value_end];
+                // The store's own parameter rules (an empty value is an error) before the text is read.
+                parsed.params().take(key).map_err(|e| e.to_string())?;
+                let (host_start, port) = match (value.find("://"), bare_port) {
+                    (Some(scheme_end), _) => (value_start + scheme_end + 3, if value.starts_with("https") { 443 } else { 80 }),
+                    (None, Some(port)) => (value_start, port),
+                    (None, None) => return Err(format!("{scheme}:// URL's {key}= is not an http:// or https:// URL")),
+                };
+                let host_end = url[host_start..value_end].find(['/', '?']).map_or(value_end, |i| host_start + i);
+                let host = &url[host_start..host_end];
+                let (name, port) = host_port(&scheme, 0, host, port).map_err(|e| e.to_string())?;
+                Ok(Some(Self {
+                    url: url.to_string(),
+                    kind: RouteKind::Param { start: host_start, end: host_end },
+                    targets: vec![format!("{name}:{port}")],
+                }))
+            }
+            Address::InProcess => Err(format!(
+                "{scheme}:// lives in one process and cannot be shared by candidates, which chaos runs as processes of their own"
+            )),
+            _ => Err(format!("the {scheme} backend does not say where its store is, so chaos cannot put a proxy in between")),
         }
-        // `endpoint=` / `api=` hold an HTTP URL; Spanner's `emulator=` a bare host:port.
-        for key in ["endpoint=", "api=", "emulator="] {
-            let Some(at) = url.find(&format!("?{key}")).or_else(|| url.find(&format!("&{key}"))) else { continue };
-            let value_start = at + 1 + key.len();
-            let value_end = url[value_start..].find('&').map_or(url.len(), |i| value_start + i);
-            let value = &url[value_start..value_end];
-            // The store's own parameter rules (an empty value is an error) before the text is read.
-            parsed.params().take(key.trim_end_matches('=')).map_err(|e| e.to_string())?;
-            let (host_start, port) = match value.find("://") {
-                Some(scheme_end) => (value_start + scheme_end + 3, if value.starts_with("https") { 443 } else { 80 }),
-                None if key == "emulator=" => (value_start, 9010),
-                None => break,
-            };
-            let host_end = url[host_start..value_end].find(['/', '?']).map_or(value_end, |i| host_start + i);
-            let host = &url[host_start..host_end];
-            let (name, port) = host_port(&scheme, 0, host, port).map_err(|e| e.to_string())?;
-            return Ok(Some(Self {
-                url: url.to_string(),
-                kind: RouteKind::Param { start: host_start, end: host_end },
-                targets: vec![format!("{name}:{port}")],
-            }));
-        }
-        Err(format!(
-            "chaos reaches the store through a proxy of its own, and cannot find where {scheme}:// URLs connect (give a host, or endpoint= / api= / emulator=); memory:// lives in one process and cannot be shared by candidates"
-        ))
     }
 
     /// The URL with each target replaced by the address at the same place in `proxies`.
