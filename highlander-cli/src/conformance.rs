@@ -23,6 +23,9 @@ pub(crate) struct Args {
     /// Print the report as JSON instead of the Markdown table.
     #[arg(long)]
     json: bool,
+    /// How many checks run at once (each on locks of its own).
+    #[arg(long, default_value_t = report::DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
+    jobs: usize,
 }
 
 pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
@@ -49,6 +52,7 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
         &backend,
         &harness,
         |c| args.checks.is_empty() || args.checks.iter().any(|n| n == c.name),
+        args.jobs,
         |_, outcome| {
             done += 1;
             let verdict = if outcome.passed { "pass" } else { "FAIL" };
