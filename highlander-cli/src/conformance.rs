@@ -24,8 +24,8 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     /// How many checks run at once (each on locks of its own).
-    #[arg(long, default_value_t = report::DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
-    jobs: usize,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    jobs: u8,
 }
 
 pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
@@ -52,7 +52,7 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
         &backend,
         &harness,
         |c| args.checks.is_empty() || args.checks.iter().any(|n| n == c.name),
-        args.jobs,
+        usize::from(args.jobs),
         |_, outcome| {
             done += 1;
             let verdict = if outcome.passed { "pass" } else { "FAIL" };
