@@ -282,22 +282,12 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
     let own_group = nix::unistd::getpgrp().as_raw();
     tokio::spawn(async move {
         while children.recv().await.is_some() {
-            let me = std::process::id();
-            let Ok(entries) = std::fs::read_dir("/proc") else { continue };
-            for entry in entries.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-                let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-                let mut fields = rest.split_whitespace();
-                let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
+            let me = nix::unistd::getpid().as_raw();
+            for crate::tree::Process { pid, state, ppid, pgrp } in crate::tree::processes() {
                 // Not our own children (guards, or a process a library started, such as an
                 // AWS credential_process, which share our process group): their handles
                 // reap them. Orphans come from the commands' groups and sessions.
-                let pgrp = fields.next().and_then(|p| p.parse::<i32>().ok());
-                if state == Some("Z")
-                    && ppid == Some(me)
-                    && pgrp != Some(own_group)
-                    && !guards.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid)
+                if state == 'Z' && ppid == me && pgrp != own_group && !guards.lock().unwrap_or_else(PoisonError::into_inner).contains(&pid)
                 {
                     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
                 }

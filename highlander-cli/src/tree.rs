@@ -17,19 +17,33 @@ fn stat(pid: impl std::fmt::Display) -> Option<String> {
     Some(stat.rsplit_once(')')?.1.to_string())
 }
 
+/// A process as `/proc` lists it.
+pub(crate) struct Process {
+    pub(crate) pid: i32,
+    /// `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
+}
+
+/// Every process `/proc` lists now (those that vanish while it is read are left out).
+pub(crate) fn processes() -> impl Iterator<Item = Process> {
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+        let rest = stat(pid)?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        Some(Process { pid, state, ppid, pgrp })
+    })
+}
+
 /// The live (not zombie) descendants of `root`, parents before children.
 pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Some(rest) = stat(pid) else { continue };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let Some(ppid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        if state != "Z" && state != "X" {
-            children.entry(ppid).or_default().push(pid);
-        }
+    for p in processes().filter(|p| p.state != 'Z' && p.state != 'X') {
+        children.entry(p.ppid).or_default().push(p.pid);
     }
     let mut found = Vec::new();
     let mut queue = vec![root.as_raw()];

@@ -167,7 +167,8 @@ async fn on_fixture_runtime<T: Send + 'static>(
     fixture_runtime().spawn(fut).await.map_err(|e| FixtureError(format!("fixture task failed: {e}")))?
 }
 
-fn free_loopback_port() -> Result<u16, FixtureError> {
+/// A port on 127.0.0.1 that was free a moment ago, for a server a test starts.
+pub fn free_loopback_port() -> Result<u16, FixtureError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| FixtureError(format!("no free port on 127.0.0.1: {e}")))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| FixtureError(e.to_string()))
 }

@@ -339,7 +339,7 @@ fn the_health_endpoint_answers_for_a_liveness_probe() {
     let pg = postgres();
     let (dir, log) = tick_dir("container-health");
     let lock = unique("container-health");
-    let port = free_port();
+    let port = lock_conformance::fixtures::free_loopback_port().expect("a free port on 127.0.0.1");
     let health = format!("127.0.0.1:{port}");
     let a = Candidate::start(&pg, &lock, &unique("alpha"), &dir, &["--health", &health], TICKER);
     first_tick(&log, &a.identity, 0, Duration::from_secs(30));
@@ -349,10 +349,6 @@ fn the_health_endpoint_answers_for_a_liveness_probe() {
     docker_ok(&["stop", &a.id]);
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// In a pod, the command runs as the same user as highlander (PID 1): the store's URL

