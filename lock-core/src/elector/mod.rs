@@ -299,9 +299,10 @@ struct Campaign<'a> {
     /// When the observed record last changed, on the local monotonic clock.
     observed_time: Instant,
     term_token: Option<FencingToken>,
-    /// The token of this candidate's latest write that tried to take the lease: a
-    /// record carrying it was written by this process even if the answer was lost.
-    attempted_token: Option<FencingToken>,
+    /// The tokens of this candidate's latest writes that tried to take the lease (its
+    /// terms among them): a record carrying one was written by this process even if the
+    /// answer was lost, or a later attempt failed — not by a twin with its identity.
+    own_tokens: std::collections::VecDeque<FencingToken>,
     /// The current term's deadlines, shared with its [`Leadership`].
     deadlines: Option<watch::Sender<LeaseDeadlines>>,
     /// Said once per sighting: another process holds the lease under our identity.
@@ -334,7 +335,7 @@ impl<'a> Campaign<'a> {
             observed_version: None,
             observed_time: Instant::now(),
             term_token: None,
-            attempted_token: None,
+            own_tokens: std::collections::VecDeque::new(),
             deadlines: None,
             twin_reported: false,
             max_token_seen: 0,
@@ -446,9 +447,22 @@ impl<'a> Campaign<'a> {
     /// the lease, whose answer may have been lost). Another process started with the
     /// same identity writes its own, higher token, and so does a client-go writer's
     /// record lack one: either is someone else.
+    /// Remembers a token this candidate wrote, or tried to (the latest few).
+    fn attempted(&mut self, token: Option<FencingToken>) {
+        const REMEMBERED: usize = 16;
+        if let Some(t) = token
+            && !self.own_tokens.contains(&t)
+        {
+            if self.own_tokens.len() == REMEMBERED {
+                self.own_tokens.pop_front();
+            }
+            self.own_tokens.push_back(t);
+        }
+    }
+
     fn written_by_us(&self, rec: &LeaderElectionRecord) -> bool {
-        let ours = if self.leading { self.term_token } else { self.attempted_token };
-        rec.holder_identity == self.cfg().identity && rec.fencing_token.is_some() && rec.fencing_token == ours
+        rec.holder_identity == self.cfg().identity
+            && rec.fencing_token.is_some_and(|t| if self.leading { Some(t) == self.term_token } else { self.own_tokens.contains(&t) })
     }
 
     /// `notified`: a record the store's change notifications just delivered, used in
@@ -586,7 +600,7 @@ impl<'a> Campaign<'a> {
             }
         };
         if !self.leading {
-            self.attempted_token = rec.fencing_token;
+            self.attempted(rec.fencing_token);
         }
         self.write_started = Some(Stamp::now());
         match self.call("update", deadline, self.store().update(&lock, &seen.version, &rec)).await {
@@ -655,7 +669,7 @@ impl<'a> Campaign<'a> {
             }
         };
         if !self.leading {
-            self.attempted_token = rec.fencing_token;
+            self.attempted(rec.fencing_token);
         }
         self.write_started = Some(Stamp::now());
         match self.call("create", deadline, self.store().create(&lock, &rec)).await {
@@ -960,7 +974,7 @@ impl<'a> Campaign<'a> {
         self.term_token = None;
         self.deadlines = None;
         // A record with the last term's token is still ours until someone else writes.
-        self.attempted_token = token;
+        self.attempted(token);
         self.metrics.leader.set(0.0);
         self.elector.health.set(None);
         match end {

@@ -127,6 +127,35 @@ async fn a_lease_held_under_our_identity_by_another_process_is_not_ours_until_it
 }
 
 #[tokio::test(start_paused = true)]
+async fn its_own_earlier_term_is_not_a_twin_after_a_failed_attempt() {
+    // A term ends; the next attempt to take the lock fails without writing (a full disk,
+    // a timeout before the commit). The record still carries the ended term's token:
+    // this candidate's own, not a twin's, so it is taken again rather than waited out
+    // under a false alarm about another process with this identity.
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    take_empty(&mut c).await;
+    let term = c.start_term(Stamp::now());
+    let first = token(&stored(store.inner()));
+    c.end_term(term, &TermEnd::Lost("the test ends it".into())).await;
+    // The write of the next attempt fails (its token is remembered before it is sent).
+    faults.conflict_next_updates(1);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Failed(_)), "the injected failure");
+    assert_eq!(token(&stored(store.inner())), first, "nothing was written");
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "its own record is taken again at once");
+    let rec = stored(store.inner());
+    assert!(token(&rec) > first, "a new term: {rec:?}");
+    assert!(!c.twin_reported, "no twin was reported");
+    // A token it never wrote under its identity is still a twin's.
+    let term = c.start_term(Stamp::now());
+    c.end_term(term, &TermEnd::Lost("the test ends it".into())).await;
+    seed(store.inner(), ME, 0, Some(token(&rec) + 1_000));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME), "a twin's valid lease is waited out");
+    assert!(c.twin_reported, "and the twin is reported");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_leader_that_finds_its_identity_with_another_token_steps_down() {
     let store = MemoryStore::new();
     let e = elector(store.clone());
