@@ -858,3 +858,29 @@ fn the_health_port_answers_through_a_flood_of_idle_and_slow_connections() {
     a.signal(Signal::SIGTERM);
     a.wait(Duration::from_secs(5));
 }
+
+/// A server that asks for a password and none given: a configuration error, said once,
+/// naming the variable to set — not a store "not reached yet", retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_password_exits_at_once_naming_the_variable() {
+    let pg = postgres().await;
+    assert!(!pg.password.is_empty(), "this test needs a Postgres that asks for a password (the fixture's container does)");
+    let started = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_highlander"))
+        .args(["run", "--store", &pg.url, "--lock", &unique("no-password")])
+        .args(DURATIONS)
+        .args(["--", "true"])
+        .env_remove("PGPASSWORD")
+        .env_remove("HIGHLANDER_STORE")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out).await.expect("exits rather than retrying").expect("runs");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(10), "exited after {took:?}: {stderr}");
+    assert_eq!(stderr.matches("PGPASSWORD").count(), 1, "named once: {stderr}");
+    assert!(stderr.contains("asks for a password"), "{stderr}");
+    assert!(!stderr.contains("trying again"), "not retried: {stderr}");
+    println!("exit 1 after {took:?}: {}", stderr.trim());
+}
