@@ -318,9 +318,42 @@ struct Campaign<'a> {
     last_error: Option<String>,
     /// How long the store last asked us to wait before calling again.
     asked_to_wait: Option<Duration>,
+    /// A run of failed attempts to acquire: said when it starts (and when the kind of
+    /// failure changes) and when it ends, with a count, not at every retry.
+    trouble: Option<Trouble>,
     /// When the last write of a tryAcquireOrRenew started: a term's deadline counts from
     /// the start of its winning write, which no standby can have seen earlier.
     write_started: Option<Stamp>,
+}
+
+/// A run of failed attempts to acquire the lease.
+#[derive(Debug)]
+struct Trouble {
+    since: Instant,
+    count: u32,
+    kind: std::mem::Discriminant<Error>,
+}
+
+impl Trouble {
+    /// Counts a failure; whether it begins a run (or a new kind of failure) to be said.
+    fn begins(run: &mut Option<Self>, e: &Error) -> bool {
+        let kind = std::mem::discriminant(e);
+        match run {
+            Some(t) if t.kind == kind => {
+                t.count = t.count.saturating_add(1);
+                false
+            }
+            Some(t) => {
+                t.count = t.count.saturating_add(1);
+                t.kind = kind;
+                true
+            }
+            None => {
+                *run = Some(Self { since: Instant::now(), count: 1, kind });
+                true
+            }
+        }
+    }
 }
 
 impl<'a> Campaign<'a> {
@@ -344,6 +377,7 @@ impl<'a> Campaign<'a> {
             reported_leader: None,
             last_error: None,
             asked_to_wait: None,
+            trouble: None,
             write_started: None,
         }
     }
@@ -722,6 +756,7 @@ impl<'a> Campaign<'a> {
                 step = self.try_acquire_or_renew(None, notified.take()) => step,
             };
             self.report_leader();
+            let failed = matches!(step, Step::Failed(_));
             match step {
                 Step::Held => {
                     let origin = mutant::origin(self.write_started.take().unwrap_or(started));
@@ -744,18 +779,28 @@ impl<'a> Campaign<'a> {
                     error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
                     return Acquired::Failed(e);
                 }
-                Step::Failed(e @ Error::Timeout { .. }) => warn!(
-                    lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e,
-                    "failed to acquire the lease: a store call took longer than the call timeout ({:?}); if the store is slow rather than down, raise the renew deadline (and the lease above it)",
-                    self.cfg().call_timeout
-                ),
                 // Another candidate's write got there first: the algorithm working, not a fault.
                 Step::Failed(e @ (Error::Conflict { .. } | Error::AlreadyExists { .. })) => {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "lost the race for the lease")
                 }
-                Step::Failed(e) => {
-                    warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to acquire the lease")
+                Step::Failed(e) if !Trouble::begins(&mut self.trouble, &e) => {
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to acquire the lease, again")
                 }
+                Step::Failed(e @ Error::Timeout { .. }) => warn!(
+                    lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e,
+                    "failed to acquire the lease: a store call took longer than the call timeout ({:?}); if the store is slow rather than down, raise the renew deadline (and the lease above it). Retrying every retry period; said again when the store answers",
+                    self.cfg().call_timeout
+                ),
+                Step::Failed(e) => warn!(
+                    lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e,
+                    "failed to acquire the lease: retrying every retry period; said again when the store answers"
+                ),
+            }
+            if !failed && let Some(ended) = self.trouble.take() {
+                info!(
+                    lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), failures = ended.count,
+                    "the store answers again after {} failed attempts over {:.1?}", ended.count, ended.since.elapsed()
+                );
             }
             let jitter = mutant::unit_random() * JITTER_FACTOR;
             let mut wake = Instant::now() + self.cfg().retry_period.mul_f64(1.0 + jitter);

@@ -728,3 +728,57 @@ async fn a_permanent_store_error_ends_the_election_with_that_error() {
     assert!(matches!(&end, ElectionEnd::Failed { .. }), "{end:?}");
     assert!(log.lock().expect("log")[0].end.is_some(), "the work was stopped");
 }
+
+/// The log lines a test's elector writes (INFO and above), captured on this thread.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lines").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let lines = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || lines.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lines")).into_owned()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_down_for_a_while_is_said_once_when_it_goes_and_once_when_it_comes_back() {
+    let lines = Lines::default();
+    let _capture = lines.capture();
+    let (store, faults) = FaultyStore::new(MemoryStore::new());
+    faults.set_mode(FaultMode::Fail);
+    let log = Log::default();
+    let mut c = candidate(store, "patient", &log);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    faults.heal();
+    until_leader(&mut c).await;
+    c.shutdown.cancel();
+    let _ = c.task.await;
+    let text = lines.text();
+    let warned: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warned.len(), 1, "one warning for the whole outage:\n{text}");
+    assert!(warned[0].contains("failed to acquire the lease") && warned[0].contains("lock=integration"), "{text}");
+    let back: Vec<&str> = text.lines().filter(|l| l.contains("the store answers again")).collect();
+    assert_eq!(back.len(), 1, "{text}");
+    let failures: u32 =
+        back[0].split("failures=").nth(1).and_then(|f| f.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(failures >= 20, "about one failure a retry period for 30 s: {failures}\n{text}");
+}
