@@ -11,6 +11,7 @@ mod chaos;
 mod conformance;
 mod demo;
 mod guard;
+mod reset;
 mod run;
 mod serve;
 mod status;
@@ -62,6 +63,9 @@ enum Command {
     Run(run::Args),
     /// Shows a lock's record: holder, times, lease, expiry, transitions, fencing token.
     Status(status::Args),
+    /// Releases a lock by hand: compare-and-set on the version `status` showed, and only
+    /// once its holder's lease has expired unless --force.
+    Reset(reset::Args),
     /// Runs the shared conformance suite against a running store and prints its semantics.
     Conformance(conformance::Args),
     /// Real `highlander run` candidates on one lock under real faults (kill, pause,
@@ -193,7 +197,7 @@ fn main() -> ExitCode {
     // `run` and `status` are one elector or one look: a single thread keeps an idle
     // candidate small. The demo and the suite run many electors at once.
     let runtime = match cli.command {
-        Command::Run(_) | Command::Status(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Command::Run(_) | Command::Status(_) | Command::Reset(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
@@ -205,6 +209,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
             Command::Run(args) => run::run(args).await,
             Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Reset(args) => reset::reset(args).await.map(|()| ExitCode::SUCCESS),
             Command::Conformance(args) => conformance::conformance(args).await.map_err(Failure::from),
             Command::Chaos(args) => chaos::chaos(args).await,
         }

@@ -55,7 +55,7 @@ async fn show(url: &str, lock: &str, json: bool, watch: bool, observe: bool) -> 
 
 /// Whether a record's lease has expired, and how that was judged.
 #[derive(Debug, Clone, PartialEq)]
-enum Expiry {
+pub(crate) enum Expiry {
     /// Released: nobody holds it.
     Released,
     /// By this machine's clock: renewTime + lease passed this long ago.
@@ -75,7 +75,7 @@ const CLOCK_TOLERANCE: Duration = Duration::from_secs(1);
 
 impl Expiry {
     /// Judged by the record's renewTime against `now`.
-    fn by_clock(r: &highlander::LeaderElectionRecord, now: chrono::DateTime<chrono::Utc>) -> Self {
+    pub(crate) fn by_clock(r: &highlander::LeaderElectionRecord, now: chrono::DateTime<chrono::Utc>) -> Self {
         let Some(renewed) = r.renew_time.filter(|_| r.is_held()) else { return Self::Released };
         let ahead = (renewed - now).to_std().unwrap_or_default();
         if ahead > CLOCK_TOLERANCE {
@@ -90,7 +90,7 @@ impl Expiry {
     }
 
     /// `Some(true)` expired, `Some(false)` live, `None` cannot tell.
-    fn expired(&self) -> Option<bool> {
+    pub(crate) fn expired(&self) -> Option<bool> {
         match self {
             Self::Released | Self::PastByClock(_) | Self::UnchangedForLease => Some(true),
             Self::LeftByClock(_) | Self::RenewedWhileWatched => Some(false),
@@ -106,7 +106,7 @@ impl Expiry {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Released => "yes (released)".into(),
             Self::PastByClock(ago) => format!(

@@ -80,6 +80,35 @@ async fn status_shows_the_record_in_text_and_json() {
     assert_eq!(json["exists"], false);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_releases_a_dead_holders_lock_only_at_the_version_status_showed() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
+    let gist = emulator.control().create_gist("highlander", &[("README.md", "leases")]);
+    let store = GistStore::builder(&gist).api(emulator.url()).token("emulator-token").allow_over_budget(true).build().expect("store");
+    let lock = LockName::new("stuck").expect("valid");
+    let mut rec = LeaderElectionRecord::new("crashed-pod", 15, chrono::Utc::now() - chrono::Duration::seconds(3600));
+    rec.fencing_token = Some(lock_core::FencingToken(41));
+    store.create(&lock, &rec).await.expect("create");
+    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    let status = highlander_async(&["status", "--store", &url, "--lock", "stuck", "--json"], "emulator-token").await;
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+    assert_eq!(json["expired"], true, "{json}");
+    let version = json["version"].as_str().expect("a version").to_string();
+
+    let stale = highlander_async(&["reset", "--store", &url, "--lock", "stuck", "--expect-version", "not-it"], "emulator-token").await;
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(text(&stale.stderr).contains("changed since you looked"), "{}", text(&stale.stderr));
+    assert!(store.get(&lock).await.expect("get").expect("there").record.is_held(), "untouched");
+
+    let done = highlander_async(&["reset", "--store", &url, "--lock", "stuck", "--expect-version", &version], "emulator-token").await;
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert!(text(&done.stdout).contains("released (was held by \"crashed-pod\""), "{}", text(&done.stdout));
+    assert!(text(&done.stderr).contains("released the lock by hand"), "the reset is logged: {}", text(&done.stderr));
+    let after = store.get(&lock).await.expect("get").expect("there").record;
+    assert!(!after.is_held(), "{after:?}");
+    assert_eq!(after.fencing_token, Some(lock_core::FencingToken(41)), "the token is kept, so the next term's is above it");
+}
+
 #[test]
 fn bad_input_and_unreachable_stores_exit_non_zero_with_one_clear_line() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
