@@ -41,7 +41,7 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// `1` while the command runs under this process's leadership. Label: `lock`.
 pub(crate) const COMMAND_RUNNING: &str = "highlander_command_running";
@@ -133,6 +133,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     // A store that is down now may be up in a moment: a standby started during an
     // outage waits for it (a pod must not crash-loop); a wrong URL or refused
     // credentials end the run at once.
+    let mut unreached = 0u32;
     let store = loop {
         let opened = async {
             if args.create {
@@ -141,9 +142,20 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
             open_with(&args.target.store, &options).await
         };
         match opened.await {
-            Ok(store) => break store,
+            Ok(store) => {
+                if unreached > 0 {
+                    info!(lock = %lock, attempts = unreached, "the store answers: campaigning");
+                }
+                break store;
+            }
             Err(e) if e.is_transient() => {
-                warn!(lock = %lock, error = %e, "the store cannot be reached yet: trying again in {:?}", timing.retry_period);
+                // Said once; the retries are quiet until the store answers.
+                if unreached == 0 {
+                    warn!(lock = %lock, error = %e, "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period);
+                } else {
+                    debug!(lock = %lock, error = %e, "the store cannot be reached yet");
+                }
+                unreached = unreached.saturating_add(1);
                 tokio::time::sleep(timing.retry_period).await;
             }
             Err(e) => return Err(Failure::from(e.to_string())),

@@ -8,6 +8,7 @@
 //! [`oracle`] then counts overlaps (two commands alive at once), token regressions and
 //! gaps from the recorders' lines alone.
 
+mod messages;
 pub(crate) mod oracle;
 mod proxy;
 pub(crate) mod recorder;
@@ -361,18 +362,38 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         std::fs::write(path, timeline::svg(&title, &names, &verdict, &rounds))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let summary = summarize(&args.store, args.candidates, seed, &rounds, &verdict);
+    let names: Vec<String> = candidates.iter().map(|c| c.identity.clone()).collect();
+    let starts: Vec<f64> = rounds.iter().map(|r| r.at).collect();
+    let said = messages::audit(&work, &names, &starts);
+    let mut summary = summarize(&args.store, args.candidates, seed, &rounds, &verdict);
+    summary["messages"] = said.json();
     if args.json {
         println!("{summary}");
     } else {
         print_summary(&rounds, &verdict, &summary);
+        print_messages(&said);
     }
-    if verdict.clean() && stuck == 0 {
+    let clean = verdict.clean() && stuck == 0 && said.clean();
+    if clean {
         let _ = std::fs::remove_dir_all(&work);
     } else {
         eprintln!("candidates' logs kept in {}", work.display());
     }
-    Ok(if verdict.clean() && stuck == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_messages(said: &messages::Audit) {
+    println!(
+        "log lines           {} read: {} at ERROR, {} warnings without the lock, {} repeated more than {} times in a round",
+        said.lines,
+        said.errors.len(),
+        said.unnamed.len(),
+        said.repeated.len(),
+        messages::MAX_REPEATS
+    );
+    for finding in said.errors.iter().chain(&said.unnamed).chain(&said.repeated).take(20) {
+        println!("  {finding}");
+    }
 }
 
 /// The store as shown: the scheme and the first host or name, never user-info.

@@ -307,6 +307,8 @@ struct Campaign<'a> {
     deadlines: Option<watch::Sender<LeaseDeadlines>>,
     /// Said once per sighting: another process holds the lease under our identity.
     twin_reported: bool,
+    /// The first sighting (token, bytes) of a lease under our identity we did not write.
+    own_identity_seen: Option<(Option<FencingToken>, Bytes)>,
     max_token_seen: u64,
     /// When this candidate first found the lock without a record (reset when one is
     /// seen): each gap is reported once.
@@ -371,6 +373,7 @@ impl<'a> Campaign<'a> {
             own_tokens: std::collections::VecDeque::new(),
             deadlines: None,
             twin_reported: false,
+            own_identity_seen: None,
             max_token_seen: 0,
             absent_since: None,
             vanished: None,
@@ -481,6 +484,32 @@ impl<'a> Campaign<'a> {
     /// the lease, whose answer may have been lost). Another process started with the
     /// same identity writes its own, higher token, and so does a client-go writer's
     /// record lack one: either is someone else.
+    /// A valid lease under this candidate's identity that it did not write: an earlier
+    /// run of it (a restart: its record stops changing) or another process given the
+    /// same identity (its record goes on changing). Said once at first sight, as what
+    /// it most often is; reported as a twin, once, if it is renewed while watched.
+    fn own_identity_held(&mut self, lock: &LockName, rec: &LeaderElectionRecord) {
+        let raw = self.observed_raw.clone().unwrap_or_default();
+        match &self.own_identity_seen {
+            Some((token, first)) if *token == rec.fencing_token => {
+                if *first != raw && !self.twin_reported {
+                    self.twin_reported = true;
+                    error!(
+                        lock = %lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
+                        "another process holds this lock under this candidate's own identity and renews it: give each candidate an identity of its own (the pod or host name); this one waits for that lease to expire"
+                    );
+                }
+            }
+            _ => {
+                self.own_identity_seen = Some((rec.fencing_token, raw));
+                info!(
+                    lock = %lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
+                    "the lease is held under this candidate's own identity, by an earlier run of it (a restart) or by another process: waiting for it to expire (another process is reported if it renews it)"
+                );
+            }
+        }
+    }
+
     /// Remembers a token this candidate wrote, or tried to (the latest few).
     fn attempted(&mut self, token: Option<FencingToken>) {
         const REMEMBERED: usize = 16;
@@ -602,12 +631,8 @@ impl<'a> Campaign<'a> {
             return Step::Vacant;
         }
         if old.is_held() && !ours && !self.leading && self.lease_valid(Instant::now()) {
-            if held_by_me && !self.twin_reported {
-                self.twin_reported = true;
-                error!(
-                    lock = %lock, identity = %Escaped(&me), record_token = ?old.fencing_token,
-                    "the lease is held under this candidate's own identity by another process (or an earlier run of this one): waiting for it to expire (identities must be unique)"
-                );
+            if held_by_me {
+                self.own_identity_held(&lock, &old);
             }
             return Step::HeldBy(old.holder_identity);
         }
@@ -973,6 +998,7 @@ impl<'a> Campaign<'a> {
     async fn renew(&mut self, term: &mut Term, acquired_at: Stamp, shutdown: &CancellationToken) -> TermEnd {
         let mut valid_until = acquired_at.after(self.cfg().renew_deadline);
         let mut draining_until = None;
+        let mut renew_failures = 0u32;
         loop {
             let next = clock::add(Instant::now(), self.cfg().retry_period);
             if let Some(end) = self.wait(next, valid_until, term, shutdown, &mut draining_until).await {
@@ -987,6 +1013,10 @@ impl<'a> Campaign<'a> {
                 self.report_leader();
                 match step {
                     Step::Held => {
+                        if renew_failures > 0 {
+                            info!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), failures = renew_failures, "renewed the lease again after {renew_failures} failed attempts");
+                            renew_failures = 0;
+                        }
                         self.metrics.renew_seconds.record(started.instant.elapsed().as_secs_f64());
                         let origin = mutant::origin(self.write_started.take().unwrap_or(started));
                         valid_until = self.extend(origin).valid_until;
@@ -999,7 +1029,16 @@ impl<'a> Campaign<'a> {
                         return TermEnd::Failed(e);
                     }
                     Step::Failed(e) => {
-                        warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to renew the lease");
+                        // Said once in a term; the retries that follow are quiet.
+                        if renew_failures == 0 {
+                            warn!(
+                                lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e,
+                                "failed to renew the lease: retrying until the renew deadline ({:.1?} left)", valid_until.remaining()
+                            );
+                        } else {
+                            debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "failed to renew the lease, again");
+                        }
+                        renew_failures = renew_failures.saturating_add(1);
                         let wait = self.asked_to_wait.take().unwrap_or_default().max(self.cfg().retry_period);
                         let retry_at = clock::add(Instant::now(), wait).min(valid_until.instant);
                         if let Some(end) = self.wait(retry_at, valid_until, term, shutdown, &mut draining_until).await {

@@ -152,7 +152,11 @@ async fn its_own_earlier_term_is_not_a_twin_after_a_failed_attempt() {
     c.end_term(term, &TermEnd::Lost("the test ends it".into())).await;
     seed(store.inner(), ME, 0, Some(token(&rec) + 1_000));
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME), "a twin's valid lease is waited out");
-    assert!(c.twin_reported, "and the twin is reported");
+    assert!(!c.twin_reported, "at first sight it may be an earlier run of this candidate (a restart)");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    seed(store.inner(), ME, 0, Some(token(&rec) + 1_000));
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME));
+    assert!(c.twin_reported, "renewed while watched: another process, reported");
 }
 
 #[tokio::test(start_paused = true)]
