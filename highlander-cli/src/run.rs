@@ -151,7 +151,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
             Err(e) if e.is_transient() => {
                 // Said once; the retries are quiet until the store answers.
                 if unreached == 0 {
-                    warn!(lock = %lock, error = %e, "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period);
+                    warn!(
+                        lock = %lock, store = %highlander::redact_userinfo(args.target.store.split('?').next().unwrap_or_default()), error = %e,
+                        "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period
+                    );
                 } else {
                     debug!(lock = %lock, error = %e, "the store cannot be reached yet");
                 }
@@ -226,7 +229,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
                         shutdown.cancel();
                     }
                     Ended::NotStarted(why) => {
-                        error!(lock = %lock, error = %why, "the command could not be started: releasing the lease");
+                        error!(lock = %lock, store = %store, error = %why, "the command could not be started: releasing the lease");
                         shutdown.cancel();
                     }
                     Ended::Exited { stopped: true, .. } => {}
@@ -352,7 +355,7 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
                 break Ended::Exited { status, stopped };
             }
             Watched::GuardDied => {
-                error!(lock = %spec.lock, pid = term.pid, "the guard process died: stopping the command, which must not run unguarded");
+                error!(lock = %spec.lock, store = %leadership.store(), pid = term.pid, "the guard process died: stopping the command, which must not run unguarded");
                 let status = term.stop_unguarded(&spec, &leadership).await;
                 guard_deaths = guard_deaths.saturating_add(1);
                 if !leadership.is_valid() {
@@ -366,7 +369,7 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
                     ));
                 }
                 let backoff = GUARD_BACKOFF.saturating_mul(1 << (guard_deaths - 1).min(8));
-                warn!(lock = %spec.lock, attempt = guard_deaths + 1, of = MAX_GUARD_DEATHS, "still leading: starting the command again under a new guard in {backoff:?}");
+                warn!(lock = %spec.lock, store = %leadership.store(), attempt = guard_deaths + 1, of = MAX_GUARD_DEATHS, "still leading: starting the command again under a new guard in {backoff:?}");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = leadership.lost() => break Ended::Exited { status, stopped: true },
@@ -407,7 +410,7 @@ async fn room_to_run(lock: &LockName, timing: highlander::Timing, leadership: &L
             let renew_deadline =
                 round_trip.saturating_mul(2).saturating_add(timing.retry_period).saturating_add(Duration::from_millis(500));
             warn!(
-                lock = %lock, left = ?left, round_trip = ?round_trip,
+                lock = %lock, store = %leadership.store(), left = ?left, round_trip = ?round_trip,
                 "the store is too slow for these timings: a write took {round_trip:?} and leaves {left:?} of the term, so the next renewal (a retry period later) could not be answered in time and the command would be stopped; not starting it until a renewal leaves room. Set --renew-deadline to at least {}s (and --lease above it), or --retry-period lower",
                 renew_deadline.as_secs_f64().ceil()
             );
@@ -597,7 +600,7 @@ impl Guarded {
             tokio::select! {
                 line = self.lines.next_line() => match line {
                     Ok(Some(line)) if line == "expired" => {
-                        warn!(lock = %spec.lock, pid = self.pid, "the renewal deadline passed: the guard stopped the command on its own");
+                        warn!(lock = %spec.lock, store = %leadership.store(), pid = self.pid, "the renewal deadline passed: the guard stopped the command on its own");
                         stopped = true;
                     }
                     Ok(Some(line)) if line.starts_with("exited ") => {
@@ -630,7 +633,7 @@ impl Guarded {
                 () = kill_at => {
                     // Said once; SIGKILL is repeated quietly until the guard reports the end.
                     if !killed {
-                        warn!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
+                        warn!(lock = %spec.lock, store = %leadership.store(), pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
                         killed = true;
                     }
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGKILL);

@@ -615,7 +615,7 @@ impl<'a> Campaign<'a> {
         if self.leading && !ours && !overwrite_claim {
             if held_by_me {
                 error!(
-                    lock = %lock, identity = %Escaped(&me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
+                    lock = %lock, store = %self.store(), identity = %Escaped(&me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
                     "another process holds this lock under this candidate's own identity: stepping down (identities must be unique)"
                 );
                 return Step::Lost(format!("another process using the identity {}", Escaped(&me)));
@@ -801,7 +801,7 @@ impl<'a> Campaign<'a> {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "no record yet: waiting for any lost term to end")
                 }
                 Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
-                    error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
+                    error!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e, "cannot campaign: the store refused for good");
                     return Acquired::Failed(e);
                 }
                 // Another candidate's write got there first: the algorithm working, not a fault.
@@ -978,7 +978,7 @@ impl<'a> Campaign<'a> {
                 Wake::WorkDone(result) => {
                     term.task = None;
                     if let Err(e) = result {
-                        warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "the leader's work failed");
+                        warn!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e, "the leader's work failed");
                     }
                     if draining {
                         return Some(TermEnd::Shutdown);
@@ -1025,7 +1025,7 @@ impl<'a> Campaign<'a> {
                     Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder} holds the lease now")),
                     Step::Vacant => return TermEnd::Lost("the lock's record vanished and this leader could not write it again".into()),
                     Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
-                        error!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "stepping down: the store refused for good");
+                        error!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e, "stepping down: the store refused for good");
                         return TermEnd::Failed(e);
                     }
                     Step::Failed(e) => {
@@ -1064,7 +1064,7 @@ impl<'a> Campaign<'a> {
         match end {
             TermEnd::Lost(reason) => {
                 self.metrics.lost.increment(1);
-                warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), %reason, "lost leadership");
+                warn!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), %reason, "lost leadership");
             }
             TermEnd::Failed(e) => {
                 self.metrics.lost.increment(1);
@@ -1079,7 +1079,7 @@ impl<'a> Campaign<'a> {
                 TermEnd::Shutdown => Duration::ZERO,
             };
             if tokio::time::timeout(grace, &mut task).await.is_err() {
-                warn!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "the leader's work did not finish within the drain timeout; aborting it");
+                warn!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), "the leader's work did not finish within the drain timeout; aborting it");
                 task.abort();
             }
         }
@@ -1096,6 +1096,7 @@ impl<'a> Campaign<'a> {
         let lock = self.cfg().lock.clone();
         let me = self.cfg().identity.clone();
         let deadline = Stamp::now().after(self.cfg().renew_deadline);
+        let mut failures = 0u32;
         while !deadline.has_passed() {
             let outcome = match self.call("get", Some(deadline), self.store().get(&lock)).await {
                 Ok(None) => return false,
@@ -1125,10 +1126,22 @@ impl<'a> Campaign<'a> {
                 debug!(lock = %lock, identity = %Escaped(&me), "release conflicted; retrying");
                 self.cfg().retry_period / 20
             } else {
-                warn!(lock = %lock, identity = %Escaped(&me), error = %outcome, "failed to release the lease");
+                // Said once; if it never succeeds, standbys wait out the lease instead.
+                if failures == 0 {
+                    warn!(
+                        lock = %lock, store = %self.store(), identity = %Escaped(&me), error = %outcome,
+                        "failed to release the lease: retrying for up to the renew deadline; otherwise a standby takes over when the lease expires"
+                    );
+                } else {
+                    debug!(lock = %lock, identity = %Escaped(&me), error = %outcome, "failed to release the lease, again");
+                }
+                failures = failures.saturating_add(1);
                 self.cfg().retry_period / 4
             };
             sleep(pause.min(deadline.remaining())).await;
+        }
+        if failures > 0 {
+            warn!(lock = %lock, store = %self.store(), identity = %Escaped(&me), failures, "gave up releasing the lease: a standby takes over when it expires");
         }
         false
     }
