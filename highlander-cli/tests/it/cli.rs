@@ -49,17 +49,24 @@ fn demo_elects_crashes_and_fails_over_to_its_summary() {
     assert!((1.0..=2.0 + 0.66 + 0.5).contains(&measured), "{failover_line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_shows_the_record_in_text_and_json() {
+/// A gist emulator holding `rec` as `lock`'s record: the emulator (kept alive), a store
+/// client and the store's URL.
+async fn gist_holding(lock: &LockName, rec: &LeaderElectionRecord) -> (Emulator, GistStore, String) {
     let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     let gist = emulator.control().create_gist("highlander", &[("README.md", "leases")]);
     let store = GistStore::builder(&gist).api(emulator.url()).token("emulator-token").allow_over_budget(true).build().expect("store");
+    store.create(lock, rec).await.expect("create");
+    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    (emulator, store, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_record_in_text_and_json() {
     let lock = LockName::new("billing").expect("valid");
     let mut rec = LeaderElectionRecord::new("stalin", 60, chrono::Utc::now());
     rec.leader_transitions = 3;
     rec.fencing_token = Some(lock_core::FencingToken(4));
-    store.create(&lock, &rec).await.expect("create");
-    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    let (_emulator, _store, url) = gist_holding(&lock, &rec).await;
 
     let out = highlander_async(&["status", "--store", &url, "--lock", "billing"], "emulator-token").await;
     let stdout = text(&out.stdout);
@@ -82,14 +89,10 @@ async fn status_shows_the_record_in_text_and_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_releases_a_dead_holders_lock_only_at_the_version_status_showed() {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
-    let gist = emulator.control().create_gist("highlander", &[("README.md", "leases")]);
-    let store = GistStore::builder(&gist).api(emulator.url()).token("emulator-token").allow_over_budget(true).build().expect("store");
     let lock = LockName::new("stuck").expect("valid");
     let mut rec = LeaderElectionRecord::new("crashed-pod", 15, chrono::Utc::now() - chrono::Duration::seconds(3600));
     rec.fencing_token = Some(lock_core::FencingToken(41));
-    store.create(&lock, &rec).await.expect("create");
-    let url = format!("gist://{gist}?api={}&allow_over_budget=true", emulator.url());
+    let (_emulator, store, url) = gist_holding(&lock, &rec).await;
     let status = highlander_async(&["status", "--store", &url, "--lock", "stuck", "--json"], "emulator-token").await;
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON status");
     assert_eq!(json["expired"], true, "{json}");
