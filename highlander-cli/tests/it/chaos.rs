@@ -100,7 +100,7 @@ async fn chaos_catches_the_overlap_of_a_guard_that_ignores_its_deadline() {
 fn chaos_refuses_what_it_cannot_stand_in_front_of() {
     for (url, expected) in [
         ("memory://x", "memory:// lives in one process"),
-        ("s3://bucket", "cannot find where"),
+        ("s3://bucket", "needs the s3:// URL's endpoint="),
         // A bad parameter is named before any candidate starts (it was only in their logs).
         ("postgres://app:hunter2@127.0.0.1:1/db?table=", "parameter table is empty"),
         ("redis://127.0.0.1:1/0?wait_replicas=%2B1", "wait_replicas must be a whole number"),
