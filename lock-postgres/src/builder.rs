@@ -1,0 +1,127 @@
+//! Building a store: TLS, the pool, the settings checked.
+
+use super::*;
+
+/// How to secure the connection. Whenever TLS is used the server's certificate is
+/// verified, host name included, against Mozilla's root certificates or the ones
+/// given by `sslrootcert` / [`PostgresStoreBuilder::root_certificates_file`]: a lock
+/// store an attacker could impersonate would hand out leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Follow the URL's `sslmode`: `disable` → plain; `prefer` (the default) → TLS if
+    /// the server offers it; `require`, `verify-ca`, `verify-full` → TLS or no connection.
+    FromUrl,
+    /// Never use TLS.
+    Disabled,
+    /// Always use TLS.
+    Required,
+}
+
+impl PostgresStoreBuilder {
+    /// Validates the settings and builds the store (connections are made lazily).
+    pub fn build(mut self) -> Result<PostgresStore> {
+        let schema = config::valid_identifier("schema", &self.schema)?;
+        let table = config::valid_identifier("table", &self.table)?;
+        if self.statement_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config("postgres statement and connect timeouts must be greater than zero".into()));
+        }
+        self.config.connect_timeout(self.connect_timeout);
+        let tls = match self.tls {
+            Tls::Disabled => false,
+            Tls::Required => true,
+            Tls::FromUrl => self.config.get_ssl_mode() != SslMode::Disable,
+        };
+        if self.tls == Tls::Required {
+            self.config.ssl_mode(SslMode::Require);
+        }
+        let endpoint = config::endpoint(&self.config);
+        // Where a cancel request for a pooled connection goes: its one TCP host (several
+        // hosts: whichever the connection took, which only the driver knows).
+        let cancel_to = match (self.config.get_hosts(), self.config.get_ports()) {
+            ([tokio_postgres::config::Host::Tcp(host)], ports) => Some((host.clone(), ports.first().copied().unwrap_or(5432))),
+            _ => None,
+        };
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mut listen_config = self.config.clone();
+        if let Some((host, port)) = &self.listen {
+            // Same user, database and TLS; another address.
+            let mut direct = tokio_postgres::Config::new();
+            if let Some(user) = self.config.get_user() {
+                direct.user(user);
+            }
+            if let Some(password) = self.config.get_password() {
+                direct.password(password);
+            }
+            if let Some(db) = self.config.get_dbname() {
+                direct.dbname(db);
+            }
+            direct.ssl_mode(self.config.get_ssl_mode()).application_name("highlander-listen").host(host).port(*port);
+            direct.connect_timeout(self.connect_timeout);
+            listen_config = direct;
+        }
+        let mut connector = None;
+        let manager = if tls {
+            let roots = match &self.root_cert {
+                None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+                Some(path) => root_certificates(path).map_err(|why| Error::Config(format!("postgres TLS for {endpoint}: {why}")))?,
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let client = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Config(format!("postgres TLS for {endpoint}: {e}")))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let make = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+            connector = Some(make.clone());
+            Manager::from_config(self.config, make, manager_config)
+        } else {
+            Manager::from_config(self.config, tokio_postgres::NoTls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size - 1)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.connect_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("postgres pool for {endpoint}: {e}")))?;
+        let qualified = format!("\"{schema}\".\"{table}\"");
+        // NOTIFY channels are identifiers of at most 63 bytes.
+        let channel: String = format!("highlander_{table}").chars().take(63).collect();
+        let notify_prefix = format!("{qualified}\n");
+        let inner = Inner {
+            pool,
+            endpoint,
+            schema,
+            qualified,
+            tls,
+            listen_config,
+            connector,
+            cancel_to,
+            channel,
+            notify_prefix,
+            statement_timeout: self.statement_timeout,
+            cancel: self.cancel,
+            cancels: tokio::sync::Semaphore::new(1),
+            hub: Arc::default(),
+            stop: tokio::sync::watch::channel(()).0,
+            notifications: std::sync::atomic::AtomicU8::new(if self.notify { NOTIFY_UNKNOWN } else { NOTIFY_OFF }),
+        };
+        Ok(PostgresStore { inner: Arc::new(inner) })
+    }
+}
+
+/// The CA certificates of a PEM file.
+fn root_certificates(path: &std::path::Path) -> std::result::Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("no usable CA certificate in {}", path.display()));
+    }
+    Ok(roots)
+}
