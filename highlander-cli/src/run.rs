@@ -129,61 +129,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     let program = command.next().ok_or("no command given after --")?;
     // A standby whose command cannot start would say so only when it wins: say it now.
     let resolved = resolve(&program).map_err(Failure::not_started)?;
-    let options = OpenOptions::new(timing);
-    // A store that is down now may be up in a moment: a standby started during an
-    // outage waits for it (a pod must not crash-loop); a wrong URL or refused
-    // credentials end the run at once.
-    let mut unreached = 0u32;
-    let store = loop {
-        let opened = async {
-            if args.create {
-                create_if_missing(&args.target.store, &options).await?;
-            }
-            open_with(&args.target.store, &options).await
-        };
-        match opened.await {
-            Ok(store) => {
-                if unreached > 0 {
-                    info!(lock = %lock, attempts = unreached, "the store answers: campaigning");
-                }
-                break store;
-            }
-            Err(e) if e.is_transient() => {
-                // Said once; the retries are quiet until the store answers.
-                if unreached == 0 {
-                    warn!(
-                        lock = %lock, store = %highlander::redact_userinfo(args.target.store.split('?').next().unwrap_or_default()), error = %e,
-                        "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period
-                    );
-                } else {
-                    debug!(lock = %lock, error = %e, "the store cannot be reached yet");
-                }
-                unreached = unreached.saturating_add(1);
-                tokio::time::sleep(timing.retry_period).await;
-            }
-            Err(e) => return Err(Failure::from(e.to_string())),
-        }
-    };
-    // Every backend's secrets, not only this store's: a command rarely needs any of
-    // them, and the lock's URL (HIGHLANDER_STORE) may carry a password itself.
-    let withheld = if args.pass_store_secrets { Vec::new() } else { highlander::every_secret_env() };
-    // And no reading them back from this process: a non-dumpable process's
-    // /proc/PID/environ and memory are closed to other processes of the same user,
-    // the command included (the flag does not pass to the guard or the command).
-    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot make this process non-dumpable: {e}"))?;
+    let store = open_store(&args.target.store, args.create, &lock, timing).await?;
     let recorder = match args.metrics {
         Some(_) => Some(serve::install_recorder()?),
         None => None,
-    };
-    // Orphans of a guard that died are re-parented here, to be stopped and reaped.
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("cannot become a child subreaper: {e}"))?;
-    let guards = Arc::new(Mutex::new(HashSet::new()));
-    reap_orphans(guards.clone())?;
-
-    let guard_exe = if std::path::Path::new("/proc/self/exe").exists() {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))?
     };
     let spec = Arc::new(Spec {
         program: resolved,
@@ -191,14 +140,14 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         lock: lock.clone(),
         identity: identity.clone(),
         grace,
-        withheld,
-        guard_exe,
-        guards,
+        withheld: if args.pass_store_secrets { Vec::new() } else { highlander::every_secret_env() },
+        guard_exe: guard_exe()?,
+        guards: as_supervisor()?,
         leftovers: Arc::default(),
         open_files,
         timing,
     });
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let elector = LeaderElector::builder(store.clone(), lock.clone(), identity.clone())
         .timing(timing)
         .recampaign(!args.once)
@@ -210,6 +159,88 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     serve::start(args.metrics, args.health, recorder, elector.health(), elector.subscribe()).await?;
     info!(lock = %lock, identity = %identity, store = %store, "campaigning");
 
+    let (end, last) = until_ended(elector, ended_rx, &lock, &store.to_string()).await?;
+    info!(lock = %lock, identity = %identity, ?end, "stopped");
+    if let highlander::ElectionEnd::Failed { error } = &end {
+        return Err(format!("lock {lock:?}: giving up: {error}").into());
+    }
+    match last {
+        None => Ok(ExitCode::SUCCESS),
+        Some(Ended::NotStarted(why)) => Err(Failure::not_started(why)),
+        Some(Ended::Exited { status, .. }) => Ok(ExitCode::from(exit_code(status))),
+    }
+}
+
+/// Opens the store; one that is down now may be up in a moment: a standby started during
+/// an outage waits for it (a pod must not crash-loop), saying so once; a wrong URL or
+/// refused credentials end the run at once.
+async fn open_store(url: &str, create: bool, lock: &LockName, timing: highlander::Timing) -> Result<highlander::SharedStore, Failure> {
+    let options = OpenOptions::new(timing);
+    let mut unreached = 0u32;
+    loop {
+        let opened = async {
+            if create {
+                create_if_missing(url, &options).await?;
+            }
+            open_with(url, &options).await
+        };
+        match opened.await {
+            Ok(store) => {
+                if unreached > 0 {
+                    info!(lock = %lock, attempts = unreached, "the store answers: campaigning");
+                }
+                return Ok(store);
+            }
+            Err(e) if e.is_transient() => {
+                // Said once; the retries are quiet until the store answers.
+                if unreached == 0 {
+                    warn!(
+                        lock = %lock, store = %highlander::redact_userinfo(url.split('?').next().unwrap_or_default()), error = %e,
+                        "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period
+                    );
+                } else {
+                    debug!(lock = %lock, error = %e, "the store cannot be reached yet");
+                }
+                unreached = unreached.saturating_add(1);
+                tokio::time::sleep(timing.retry_period).await;
+            }
+            Err(e) => return Err(Failure::from(e.to_string())),
+        }
+    }
+}
+
+/// This executable, to run again as the guard (`/proc/self/exe` survives an upgrade
+/// that replaced the file).
+fn guard_exe() -> Result<PathBuf, String> {
+    if std::path::Path::new("/proc/self/exe").exists() {
+        Ok(PathBuf::from("/proc/self/exe"))
+    } else {
+        std::env::current_exe().map_err(|e| format!("cannot find highlander's own executable for the guard: {e}"))
+    }
+}
+
+/// Makes this process fit to supervise commands: secrets not readable back from it
+/// (a non-dumpable process's /proc/PID/environ and memory are closed to other processes
+/// of the same user, the command included; the flag does not pass to the guard or the
+/// command), and a subreaper, so the orphans of a guard that died are re-parented here
+/// to be stopped and reaped. Returns the set of live guards the reaper leaves alone.
+fn as_supervisor() -> Result<Arc<Mutex<HashSet<i32>>>, String> {
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot make this process non-dumpable: {e}"))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("cannot become a child subreaper: {e}"))?;
+    let guards = Arc::new(Mutex::new(HashSet::new()));
+    reap_orphans(guards.clone())?;
+    Ok(guards)
+}
+
+/// Runs the election until it ends: signals start the shutdown, a command that exits by
+/// itself (or cannot start) releases the lease. Returns how the election ended and the
+/// command's last end.
+async fn until_ended(
+    elector: LeaderElector,
+    mut ended_rx: mpsc::UnboundedReceiver<Ended>,
+    lock: &LockName,
+    store: &str,
+) -> Result<(highlander::ElectionEnd, Option<Ended>), Failure> {
     let watch = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot watch for {name}: {e}"));
     let (mut terminate, mut interrupt, mut hangup) =
         (watch(SignalKind::terminate(), "SIGTERM")?, watch(SignalKind::interrupt(), "SIGINT")?, watch(SignalKind::hangup(), "SIGHUP")?);
@@ -242,15 +273,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         last = Some(ended);
     }
     let end = end.map_err(|e| format!("the election task failed: {e}"))?;
-    info!(lock = %lock, identity = %identity, ?end, "stopped");
-    if let highlander::ElectionEnd::Failed { error } = &end {
-        return Err(format!("lock {lock:?}: giving up: {error}").into());
-    }
-    match last {
-        None => Ok(ExitCode::SUCCESS),
-        Some(Ended::NotStarted(why)) => Err(Failure::not_started(why)),
-        Some(Ended::Exited { status, .. }) => Ok(ExitCode::from(exit_code(status))),
-    }
+    Ok((end, last))
 }
 
 fn stop_on_signal(name: &str, shutdown: &CancellationToken) {

@@ -440,6 +440,17 @@ impl<'a> Campaign<'a> {
         }
     }
 
+    /// The token a write carries: a leader's term's, else a new term's (above `old`'s and
+    /// every token seen), remembered as this candidate's own before it is sent.
+    fn token_to_write(&mut self, old: Option<&LeaderElectionRecord>) -> Result<Option<FencingToken>> {
+        if self.leading {
+            return Ok(self.term_token);
+        }
+        let token = self.next_token(old)?;
+        self.attempted(Some(token));
+        Ok(Some(token))
+    }
+
     /// The token of a new term: above every token seen and the wall clock, never wrapped.
     fn next_token(&self, old: Option<&LeaderElectionRecord>) -> Result<FencingToken> {
         let from_record = old.map_or(0, |r| r.fencing_token.map_or(0, FencingToken::get).max(u64::from(r.leader_transitions)));
@@ -531,34 +542,10 @@ impl<'a> Campaign<'a> {
     /// `notified`: a record the store's change notifications just delivered, used in
     /// place of a `get` (a standby acting on a release costs no extra read).
     async fn try_acquire_or_renew_once(&mut self, deadline: Option<Stamp>, notified: Option<Observed>) -> Step {
-        let lock = self.cfg().lock.clone();
-        let me = self.cfg().identity.clone();
-        let lease = self.cfg().lease_seconds();
-        let now = Utc::now();
-
         // 1. Fast path: a leader with a locally valid lease updates optimistically
-        //    against the version it last wrote. Not for last-writer-wins stores, which
-        //    must read to learn whether someone else wrote.
-        if self.leading
-            && self.atomic
-            && self.lease_valid(Instant::now())
-            && let (Some(old), Some(version)) = (self.observed.clone(), self.observed_version.clone())
-        {
-            let mut rec = old;
-            rec.holder_identity.clone_from(&me);
-            rec.lease_duration_seconds = lease;
-            rec.renew_time = Some(now);
-            rec.fencing_token = self.term_token;
-            self.write_started = Some(Stamp::now());
-            match self.call("update", deadline, self.store().update(&lock, &version, &rec)).await {
-                Ok(v) => {
-                    self.wrote(rec, v);
-                    return Step::Held;
-                }
-                Err(e) => {
-                    debug!(lock = %lock, identity = %Escaped(&me), error = %e, "optimistic renewal failed, falling back to the slow path")
-                }
-            }
+        //    against the version it last wrote.
+        if let Some(step) = self.renew_optimistically(deadline).await {
+            return step;
         }
         if self.leading {
             self.metrics.slow_path.increment(1);
@@ -567,7 +554,7 @@ impl<'a> Campaign<'a> {
         // 2. Obtain or create the record.
         let got = match notified {
             Some(seen) => Ok(Some(seen)),
-            None => self.call("get", deadline, self.store().get(&lock)).await,
+            None => self.call("get", deadline, self.store().get(&self.cfg().lock)).await,
         };
         let seen = match got {
             Err(e) => return Step::Failed(e),
@@ -575,7 +562,92 @@ impl<'a> Campaign<'a> {
             Ok(Some(seen)) => seen,
         };
 
-        // 3. Remember the record and when it last changed, by our own clock.
+        // 3. Remember the record and when it last changed, by our own clock; a leader
+        //    learns whether it still holds its term.
+        self.observe(&seen);
+        let old = &seen.record;
+        let held_by_me = old.holder_identity == self.cfg().identity;
+        let ours = self.written_by_us(old);
+        // Another candidate's claim while this leader is inside its term: the lock's
+        // record vanished under it. The claimant leads only if its claim stands for a
+        // lease, so this leader writes its record back over it and keeps its term.
+        let overwrite_claim = self.leading && !ours && old.claim && !held_by_me;
+        if self.leading && !ours && !overwrite_claim {
+            return self.deposed(old, held_by_me);
+        }
+        if overwrite_claim {
+            warn!(
+                lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), claimant = %Escaped(&old.holder_identity),
+                "the lock's record vanished under this leader and another candidate claimed it: this leader is inside its term and writes its record back"
+            );
+        }
+        // 4. Someone else holds a lease that has not expired as we observed it; our own
+        //    claim waits out its lease the same way.
+        if !self.leading && ours && old.claim && self.lease_valid(Instant::now()) {
+            return Step::Vacant;
+        }
+        if old.is_held() && !ours && !self.leading && self.lease_valid(Instant::now()) {
+            if held_by_me {
+                self.own_identity_held(&self.cfg().lock.clone(), old);
+            }
+            return Step::HeldBy(old.holder_identity.clone());
+        }
+
+        // 5. Take or renew it (a confirmed claim is a term from now on).
+        let now = Utc::now();
+        let mut rec = old.clone();
+        rec.holder_identity.clone_from(&self.cfg().identity);
+        rec.lease_duration_seconds = self.cfg().lease_seconds();
+        rec.renew_time = Some(now);
+        rec.claim = false;
+        if !held_by_me && !overwrite_claim {
+            rec.acquire_time = Some(now);
+            rec.leader_transitions = old.leader_transitions.saturating_add(1);
+        }
+        if old.claim && !self.leading {
+            rec.acquire_time = Some(now);
+        }
+        rec.fencing_token = match self.token_to_write(Some(old)) {
+            Ok(t) => t,
+            Err(e) => return Step::Failed(e),
+        };
+        self.write_started = Some(Stamp::now());
+        match self.call("update", deadline, self.store().update(&self.cfg().lock, &seen.version, &rec)).await {
+            Ok(v) => {
+                self.wrote(rec, v);
+                Step::Held
+            }
+            Err(e) => Step::Failed(e),
+        }
+    }
+
+    /// A leader with a locally valid lease renews against the version it last wrote,
+    /// without reading first; `None` if it cannot (not leading, a last-writer-wins store,
+    /// which must read to learn whether someone else wrote) or the write failed.
+    async fn renew_optimistically(&mut self, deadline: Option<Stamp>) -> Option<Step> {
+        if !self.leading || !self.atomic || !self.lease_valid(Instant::now()) {
+            return None;
+        }
+        let (mut rec, version) = (self.observed.clone()?, self.observed_version.clone()?);
+        rec.holder_identity.clone_from(&self.cfg().identity);
+        rec.lease_duration_seconds = self.cfg().lease_seconds();
+        rec.renew_time = Some(Utc::now());
+        rec.fencing_token = self.term_token;
+        self.write_started = Some(Stamp::now());
+        match self.call("update", deadline, self.store().update(&self.cfg().lock, &version, &rec)).await {
+            Ok(v) => {
+                self.wrote(rec, v);
+                Some(Step::Held)
+            }
+            Err(e) => {
+                debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), error = %e, "optimistic renewal failed, falling back to the slow path");
+                None
+            }
+        }
+    }
+
+    /// Remembers a record read from the store, and when it last changed by our clock.
+    fn observe(&mut self, seen: &Observed) {
         self.absent_since = None;
         self.vanished = None;
         // The first read of a record we wrote ourselves: its bytes are new to us, but it
@@ -599,76 +671,22 @@ impl<'a> Campaign<'a> {
             self.observed_time = Instant::now();
         }
         self.observed_version = Some(seen.version.clone());
-        let old = seen.record;
-        let held_by_me = old.holder_identity == me;
-        let ours = self.written_by_us(&old);
-        // Another candidate's claim while this leader is inside its term: the lock's
-        // record vanished under it. The claimant leads only if its claim stands for a
-        // lease, so this leader writes its record back over it and keeps its term.
-        let overwrite_claim = self.leading && !ours && old.claim && !held_by_me;
-        if overwrite_claim {
-            warn!(
-                lock = %lock, store = %self.store(), identity = %Escaped(&me), claimant = %Escaped(&old.holder_identity),
-                "the lock's record vanished under this leader and another candidate claimed it: this leader is inside its term and writes its record back"
-            );
-        }
-        if self.leading && !ours && !overwrite_claim {
-            if held_by_me {
-                error!(
-                    lock = %lock, store = %self.store(), identity = %Escaped(&me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
-                    "another process holds this lock under this candidate's own identity: stepping down (identities must be unique)"
-                );
-                return Step::Lost(format!("another process using the identity {}", Escaped(&me)));
-            }
-            if !old.is_held() {
-                return Step::Lost("no one (the lease was released behind this leader's back):".into());
-            }
-            return Step::Lost(Escaped(&old.holder_identity).to_string());
-        }
-        // 4. Someone else holds a lease that has not expired as we observed it; our own
-        //    claim waits out its lease the same way.
-        if !self.leading && ours && old.claim && self.lease_valid(Instant::now()) {
-            return Step::Vacant;
-        }
-        if old.is_held() && !ours && !self.leading && self.lease_valid(Instant::now()) {
-            if held_by_me {
-                self.own_identity_held(&lock, &old);
-            }
-            return Step::HeldBy(old.holder_identity);
-        }
+    }
 
-        // 5. Take or renew it (a confirmed claim is a term from now on).
-        let mut rec = old.clone();
-        rec.holder_identity.clone_from(&me);
-        rec.lease_duration_seconds = lease;
-        rec.renew_time = Some(now);
-        rec.claim = false;
-        if !held_by_me && !overwrite_claim {
-            rec.acquire_time = Some(now);
-            rec.leader_transitions = old.leader_transitions.saturating_add(1);
+    /// A leader found a record that is not its term's: who holds the lock now.
+    fn deposed(&self, old: &LeaderElectionRecord, held_by_me: bool) -> Step {
+        let me = &self.cfg().identity;
+        if held_by_me {
+            error!(
+                lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(me), fencing_token = ?self.term_token, record_token = ?old.fencing_token,
+                "another process holds this lock under this candidate's own identity: stepping down (identities must be unique)"
+            );
+            return Step::Lost(format!("another process using the identity {}", Escaped(me)));
         }
-        if old.claim && !self.leading {
-            rec.acquire_time = Some(now);
+        if !old.is_held() {
+            return Step::Lost("no one (the lease was released behind this leader's back):".into());
         }
-        rec.fencing_token = if self.leading {
-            self.term_token
-        } else {
-            match self.next_token(Some(&old)) {
-                Ok(t) => Some(t),
-                Err(e) => return Step::Failed(e),
-            }
-        };
-        if !self.leading {
-            self.attempted(rec.fencing_token);
-        }
-        self.write_started = Some(Stamp::now());
-        match self.call("update", deadline, self.store().update(&lock, &seen.version, &rec)).await {
-            Ok(v) => {
-                self.wrote(rec, v);
-                Step::Held
-            }
-            Err(e) => Step::Failed(e),
-        }
+        Step::Lost(Escaped(&old.holder_identity).to_string())
     }
 
     /// The lock has no record. Absent means unknown, not free: a record may have been
@@ -719,17 +737,10 @@ impl<'a> Campaign<'a> {
                 rec.leader_transitions = last.leader_transitions.saturating_add(1);
             }
         }
-        rec.fencing_token = if self.leading {
-            self.term_token
-        } else {
-            match self.next_token(self.vanished.as_ref()) {
-                Ok(t) => Some(t),
-                Err(e) => return Step::Failed(e),
-            }
+        rec.fencing_token = match self.token_to_write(self.vanished.clone().as_ref()) {
+            Ok(t) => t,
+            Err(e) => return Step::Failed(e),
         };
-        if !self.leading {
-            self.attempted(rec.fencing_token);
-        }
         self.write_started = Some(Stamp::now());
         match self.call("create", deadline, self.store().create(&lock, &rec)).await {
             Ok(v) => {
