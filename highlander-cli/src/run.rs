@@ -348,7 +348,13 @@ async fn supervise(spec: Arc<Spec>, leadership: Leadership, ended: mpsc::Unbound
             left.retain(|(pid, started)| tree::start_time(*pid) == Some(*started) && kill(*pid, signal).is_ok());
             left.iter().map(|(pid, _)| *pid).collect()
         };
-        match leftovers_gone(kill_leftovers, || leadership.is_valid(), spec.grace + Duration::from_secs(2)).await {
+        let waiting = |left: usize| {
+            warn!(
+                lock = %spec.lock, store = %leadership.store(), left,
+                "processes of the last command are still alive after SIGKILL: waiting (up to the grace period + 2 s) before starting it again"
+            );
+        };
+        match leftovers_gone(kill_leftovers, || leadership.is_valid(), spec.grace + Duration::from_secs(2), waiting).await {
             Ok(()) => {}
             Err(Leftover::TermOver) => break Ended::Exited { status: ExitStatus::from_raw(0), stopped: true },
             Err(Leftover::Stuck(left)) => {
@@ -457,13 +463,15 @@ enum Leftover {
 
 /// Until `kill_left(SIGKILL)` — which signals every process left and lists those still
 /// alive — finds none, every 100 ms; gives up once `patience` has passed or `leading`
-/// says the term is over.
+/// says the term is over. `waiting` hears once, with the count, that it has to wait.
 async fn leftovers_gone(
     mut kill_left: impl FnMut(Signal) -> Vec<Pid>,
     leading: impl Fn() -> bool,
     patience: Duration,
+    waiting: impl FnOnce(usize),
 ) -> Result<(), Leftover> {
     let until = tokio::time::Instant::now() + patience;
+    let mut waiting = Some(waiting);
     loop {
         let left = kill_left(Signal::SIGKILL);
         if left.is_empty() {
@@ -475,7 +483,9 @@ async fn leftovers_gone(
         if tokio::time::Instant::now() >= until {
             return Err(Leftover::Stuck(left));
         }
-        warn!(left = left.len(), "processes of the last command are still alive after SIGKILL: waiting before starting it again");
+        if let Some(say) = waiting.take() {
+            say(left.len());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -770,7 +780,7 @@ mod tests {
             calls.set(calls.get() + 1);
             Vec::new()
         };
-        assert_eq!(leftovers_gone(none, || true, patience).await, Ok(()));
+        assert_eq!(leftovers_gone(none, || true, patience, |_| {}).await, Ok(()));
         assert_eq!(calls.get(), 1);
         // A leftover that dies on the third SIGKILL: waited for, then started.
         let calls = Cell::new(0);
@@ -780,16 +790,19 @@ mod tests {
             if calls.get() < 3 { vec![Pid::from_raw(4242)] } else { Vec::new() }
         };
         let started = tokio::time::Instant::now();
-        assert_eq!(leftovers_gone(dies, || true, patience).await, Ok(()));
+        let said = Cell::new(Vec::new());
+        let waiting = |n| said.set([said.take(), vec![n]].concat());
+        assert_eq!(leftovers_gone(dies, || true, patience, waiting).await, Ok(()));
+        assert_eq!(said.take(), [1], "the wait is said once, with the count");
         assert_eq!(started.elapsed(), Duration::from_millis(200));
         // One that never dies (uninterruptible sleep): not started, after the patience.
         let started = tokio::time::Instant::now();
         let stuck = |_| vec![Pid::from_raw(4242)];
-        assert_eq!(leftovers_gone(stuck, || true, patience).await, Err(Leftover::Stuck(vec![Pid::from_raw(4242)])));
+        assert_eq!(leftovers_gone(stuck, || true, patience, |_| {}).await, Err(Leftover::Stuck(vec![Pid::from_raw(4242)])));
         assert!(started.elapsed() >= patience && started.elapsed() < patience + Duration::from_millis(200));
         // …or, the term over meanwhile, campaign again (not an error).
         let started = tokio::time::Instant::now();
-        assert_eq!(leftovers_gone(stuck, || false, patience).await, Err(Leftover::TermOver));
+        assert_eq!(leftovers_gone(stuck, || false, patience, |_| {}).await, Err(Leftover::TermOver));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 

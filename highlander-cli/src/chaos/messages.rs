@@ -1,7 +1,7 @@
 //! What the candidates said under the faults: their logs, audited. Chaos creates no
 //! twins and no refusals, so no candidate may log an ERROR; every warning must name
-//! the lock; and a warning must not be repeated more than twice in one round (a
-//! condition is said when it starts and when it ends, not at every retry).
+//! the lock and the store; and a warning must not be repeated more than twice in one
+//! round (a condition is said when it starts and when it ends, not at every retry).
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -13,7 +13,7 @@ pub(crate) const MAX_REPEATS: usize = 2;
 pub(crate) struct Audit {
     /// Lines logged at ERROR.
     pub(crate) errors: Vec<String>,
-    /// WARN or ERROR lines that do not name the lock.
+    /// WARN or ERROR lines that do not name the lock and the store.
     pub(crate) unnamed: Vec<String>,
     /// Warnings repeated more than [`MAX_REPEATS`] times in one round, with the count.
     pub(crate) repeated: Vec<String>,
@@ -55,7 +55,7 @@ fn audit_one(name: &str, text: &str, starts: &[f64], audit: &mut Audit) {
         if parsed.level == "ERROR" {
             audit.errors.push(format!("{name}: {line}"));
         }
-        if !parsed.rest.contains("lock=") {
+        if !parsed.rest.contains("lock=") || !parsed.rest.contains("store=") {
             audit.unnamed.push(format!("{name}: {line}"));
         }
         let round = starts.iter().filter(|s| **s <= parsed.at).count();
@@ -103,16 +103,17 @@ mod tests {
 2026-12-07T08:00:01.100000Z  WARN lock_core::elector: failed to acquire the lease lock=a store=pg error=down
 2026-12-07T08:00:01.200000Z  INFO lock_core::elector: became leader lock=a
 2026-12-07T08:00:02.000000Z ERROR highlander::run: the guard process died pid=4
-2026-12-07T08:00:11.000000Z  WARN lock_core::elector: lost leadership after 3 tries lock=a
-2026-12-07T08:00:12.000000Z  WARN lock_core::elector: lost leadership after 4 tries lock=a
+2026-12-07T08:00:11.000000Z  WARN lock_core::elector: lost leadership after 3 tries lock=a store=pg
+2026-12-07T08:00:12.000000Z  WARN lock_core::elector: lost leadership after 4 tries lock=a store=pg
+2026-12-07T08:00:13.000000Z  WARN highlander::run: the guard stopped the command lock=a
 not a log line
 ";
         let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-07T08:00:00Z").expect("time").timestamp() as f64;
         let mut audit = Audit::default();
         audit_one("c1", log, &[t0, t0 + 10.0], &mut audit);
-        assert_eq!(audit.lines, 8);
+        assert_eq!(audit.lines, 9);
         assert_eq!(audit.errors.len(), 1, "{audit:?}");
-        assert_eq!(audit.unnamed.len(), 1, "the ERROR names no lock: {audit:?}");
+        assert_eq!(audit.unnamed.len(), 2, "the ERROR names no lock, the last WARN no store: {audit:?}");
         assert_eq!(audit.repeated, ["c1: 3 times in round 1: failed to acquire the lease"], "{audit:?}");
         assert!(!audit.clean());
         // Twice in a round, with other figures, is one condition said twice: allowed.

@@ -384,7 +384,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
 
 fn print_messages(said: &messages::Audit) {
     println!(
-        "log lines           {} read: {} at ERROR, {} warnings without the lock, {} repeated more than {} times in a round",
+        "log lines           {} read: {} at ERROR, {} warnings without the lock and store, {} repeated more than {} times in a round",
         said.lines,
         said.errors.len(),
         said.unnamed.len(),
