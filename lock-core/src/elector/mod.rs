@@ -305,10 +305,8 @@ struct Campaign<'a> {
     own_tokens: std::collections::VecDeque<FencingToken>,
     /// The current term's deadlines, shared with its [`Leadership`].
     deadlines: Option<watch::Sender<LeaseDeadlines>>,
-    /// Said once per sighting: another process holds the lease under our identity.
-    twin_reported: bool,
-    /// The first sighting (token, bytes) of a lease under our identity we did not write.
-    own_identity_seen: Option<(Option<FencingToken>, Bytes)>,
+    /// A lease under our identity that we did not write, as first seen.
+    own_identity_seen: Option<OwnIdentitySighting>,
     max_token_seen: u64,
     /// When this candidate first found the lock without a record (reset when one is
     /// seen): each gap is reported once.
@@ -326,6 +324,16 @@ struct Campaign<'a> {
     /// When the last write of a tryAcquireOrRenew started: a term's deadline counts from
     /// the start of its winning write, which no standby can have seen earlier.
     write_started: Option<Stamp>,
+}
+
+/// A term under this candidate's identity that it did not write: its token, its bytes
+/// when first seen, and whether it has been reported as another process's (once it
+/// changed: renewed by someone alive).
+#[derive(Debug)]
+struct OwnIdentitySighting {
+    token: Option<FencingToken>,
+    first: Bytes,
+    reported: bool,
 }
 
 /// A run of failed attempts to acquire the lease.
@@ -372,7 +380,6 @@ impl<'a> Campaign<'a> {
             term_token: None,
             own_tokens: std::collections::VecDeque::new(),
             deadlines: None,
-            twin_reported: false,
             own_identity_seen: None,
             max_token_seen: 0,
             absent_since: None,
@@ -490,35 +497,36 @@ impl<'a> Campaign<'a> {
         step
     }
 
-    /// Whether a record naming this candidate was written by this process: it carries
-    /// the token of the current term (or, before one starts, of our last attempt to take
-    /// the lease, whose answer may have been lost). Another process started with the
-    /// same identity writes its own, higher token, and so does a client-go writer's
-    /// record lack one: either is someone else.
     /// A valid lease under this candidate's identity that it did not write: an earlier
     /// run of it (a restart: its record stops changing) or another process given the
     /// same identity (its record goes on changing). Said once at first sight, as what
     /// it most often is; reported as a twin, once, if it is renewed while watched.
-    fn own_identity_held(&mut self, lock: &LockName, rec: &LeaderElectionRecord) {
+    fn own_identity_held(&mut self, rec: &LeaderElectionRecord) {
         let raw = self.observed_raw.clone().unwrap_or_default();
-        match &self.own_identity_seen {
-            Some((token, first)) if *token == rec.fencing_token => {
-                if *first != raw && !self.twin_reported {
-                    self.twin_reported = true;
+        match &mut self.own_identity_seen {
+            Some(seen) if seen.token == rec.fencing_token => {
+                if seen.first != raw && !seen.reported {
+                    seen.reported = true;
                     error!(
-                        lock = %lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
+                        lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
                         "another process holds this lock under this candidate's own identity and renews it: give each candidate an identity of its own (the pod or host name); this one waits for that lease to expire"
                     );
                 }
             }
             _ => {
-                self.own_identity_seen = Some((rec.fencing_token, raw));
+                self.own_identity_seen = Some(OwnIdentitySighting { token: rec.fencing_token, first: raw, reported: false });
                 info!(
-                    lock = %lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
+                    lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), record_token = ?rec.fencing_token,
                     "the lease is held under this candidate's own identity, by an earlier run of it (a restart) or by another process: waiting for it to expire (another process is reported if it renews it)"
                 );
             }
         }
+    }
+
+    /// Whether a lease under this candidate's identity was reported as another process's.
+    #[cfg(test)]
+    fn twin_reported(&self) -> bool {
+        self.own_identity_seen.as_ref().is_some_and(|s| s.reported)
     }
 
     /// Remembers a token this candidate wrote, or tried to (the latest few).
@@ -534,6 +542,12 @@ impl<'a> Campaign<'a> {
         }
     }
 
+    /// Whether a record naming this candidate was written by this process: it carries
+    /// the token of the current term, or, before one starts, one of the tokens this
+    /// candidate last wrote or tried (a write whose answer was lost, or an ended term
+    /// after a failed attempt). Another process started with the same identity writes
+    /// its own, higher token, and so does a client-go writer's record lack one: either
+    /// is someone else.
     fn written_by_us(&self, rec: &LeaderElectionRecord) -> bool {
         rec.holder_identity == self.cfg().identity
             && rec.fencing_token.is_some_and(|t| if self.leading { Some(t) == self.term_token } else { self.own_tokens.contains(&t) })
@@ -588,7 +602,7 @@ impl<'a> Campaign<'a> {
         }
         if old.is_held() && !ours && !self.leading && self.lease_valid(Instant::now()) {
             if held_by_me {
-                self.own_identity_held(&self.cfg().lock.clone(), old);
+                self.own_identity_held(old);
             }
             return Step::HeldBy(old.holder_identity.clone());
         }
@@ -658,13 +672,6 @@ impl<'a> Campaign<'a> {
         if self.observed_raw.as_ref() != Some(&seen.raw) {
             if let Some(t) = seen.record.fencing_token {
                 self.max_token_seen = self.max_token_seen.max(t.get());
-            }
-            // A twin is reported once per term of its, not at each of its renewals.
-            let same_term = |r: &LeaderElectionRecord| {
-                (r.holder_identity == seen.record.holder_identity) && (r.fencing_token == seen.record.fencing_token)
-            };
-            if !self.observed.as_ref().is_some_and(same_term) {
-                self.twin_reported = false;
             }
             self.observed = Some(seen.record.clone());
             self.observed_raw = Some(seen.raw.clone());

@@ -146,17 +146,17 @@ async fn its_own_earlier_term_is_not_a_twin_after_a_failed_attempt() {
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "its own record is taken again at once");
     let rec = stored(store.inner());
     assert!(token(&rec) > first, "a new term: {rec:?}");
-    assert!(!c.twin_reported, "no twin was reported");
+    assert!(!c.twin_reported(), "no twin was reported");
     // A token it never wrote under its identity is still a twin's.
     let term = c.start_term(Stamp::now());
     c.end_term(term, &TermEnd::Lost("the test ends it".into())).await;
     seed(store.inner(), ME, 0, Some(token(&rec) + 1_000));
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME), "a twin's valid lease is waited out");
-    assert!(!c.twin_reported, "at first sight it may be an earlier run of this candidate (a restart)");
+    assert!(!c.twin_reported(), "at first sight it may be an earlier run of this candidate (a restart)");
     tokio::time::advance(Duration::from_secs(2)).await;
     seed(store.inner(), ME, 0, Some(token(&rec) + 1_000));
     assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(h) if h == ME));
-    assert!(c.twin_reported, "renewed while watched: another process, reported");
+    assert!(c.twin_reported(), "renewed while watched: another process, reported");
 }
 
 #[tokio::test(start_paused = true)]
