@@ -52,12 +52,8 @@ async fn release(store: &dyn LeaseStore, lock: &LockName, expected: &str, force:
             expiry.describe()
         ));
     }
-    let mut released = r.clone();
-    released.holder_identity.clear();
-    released.claim = false;
-    released.renew_time = Some(chrono::Utc::now());
-    // The fencing token is kept: the next term's is above it.
-    let version = store.update(lock, &Version::new(expected), &released).await.map_err(|e| match e {
+    // As a graceful release writes it; the fencing token is kept, so the next term's is above it.
+    let version = store.update(lock, &Version::new(expected), &r.released(chrono::Utc::now())).await.map_err(|e| match e {
         highlander::Error::Conflict { .. } => format!(
             "lock {lock:?} in {store} changed while it was being reset (compare-and-set on version {expected} failed): nothing written; run highlander status again"
         ),

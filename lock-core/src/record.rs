@@ -109,6 +109,20 @@ impl LeaderElectionRecord {
         }
     }
 
+    /// This record released `now`, as client-go's release writes it: no holder and a
+    /// lease of one second; transitions, the fencing token (the next term's is above
+    /// it) and fields this library does not know are kept.
+    #[must_use]
+    pub fn released(&self, now: DateTime<Utc>) -> Self {
+        let mut rec = self.clone();
+        rec.holder_identity.clear();
+        rec.lease_duration_seconds = 1;
+        rec.acquire_time = Some(now);
+        rec.renew_time = Some(now);
+        rec.claim = false;
+        rec
+    }
+
     /// Whether someone holds the lease (the holder is not empty).
     #[must_use]
     pub fn is_held(&self) -> bool {

@@ -1121,12 +1121,7 @@ impl<'a> Campaign<'a> {
                 // Someone else's, including another process's under our identity: not ours to release.
                 Ok(Some(seen)) if !self.written_by_us(&seen.record) => return true,
                 Ok(Some(seen)) => {
-                    let now = Utc::now();
-                    let mut rec = seen.record;
-                    rec.holder_identity = String::new();
-                    rec.lease_duration_seconds = 1;
-                    rec.acquire_time = Some(now);
-                    rec.renew_time = Some(now);
+                    let rec = seen.record.released(Utc::now());
                     match self.call("update", Some(deadline), self.store().update(&lock, &seen.version, &rec)).await {
                         Ok(v) => {
                             self.wrote(rec, v);
