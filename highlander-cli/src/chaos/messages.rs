@@ -29,8 +29,13 @@ impl Audit {
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "lines": self.lines, "errors": self.errors.len(), "unnamed": self.unnamed.len(), "repeated": self.repeated.len(),
-            "findings": self.errors.iter().chain(&self.unnamed).chain(&self.repeated).take(20).collect::<Vec<_>>(),
+            "findings": self.findings().collect::<Vec<_>>(),
         })
+    }
+
+    /// The first 20 findings: errors, then unnamed warnings, then repeats.
+    pub(crate) fn findings(&self) -> impl Iterator<Item = &String> {
+        self.errors.iter().chain(&self.unnamed).chain(&self.repeated).take(20)
     }
 }
 

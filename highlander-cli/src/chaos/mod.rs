@@ -353,16 +353,15 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     stop_all(&mut candidates).await;
     recording.refresh();
     let verdict = judge(&recording.events);
+    let names: Vec<String> = candidates.iter().map(|c| c.identity.clone()).collect();
     if let Some(path) = &args.record {
         std::fs::copy(&run.record, path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.timeline {
-        let names: Vec<String> = candidates.iter().map(|c| c.identity.clone()).collect();
         let title = format!("highlander chaos on {}: {} rounds, seed {seed}", store_name(&args.store), rounds.len());
         std::fs::write(path, timeline::svg(&title, &names, &verdict, &rounds))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let names: Vec<String> = candidates.iter().map(|c| c.identity.clone()).collect();
     let starts: Vec<f64> = rounds.iter().map(|r| r.at).collect();
     let said = messages::audit(&work, &names, &starts);
     let mut summary = summarize(&args.store, args.candidates, seed, &rounds, &verdict);
@@ -391,7 +390,7 @@ fn print_messages(said: &messages::Audit) {
         said.repeated.len(),
         messages::MAX_REPEATS
     );
-    for finding in said.errors.iter().chain(&said.unnamed).chain(&said.repeated).take(20) {
+    for finding in said.findings() {
         println!("  {finding}");
     }
 }
