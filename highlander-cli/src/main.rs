@@ -100,6 +100,12 @@ mod features {
     }
 }
 
+/// A store URL as shown before the store is opened: the scheme and the hosts or name,
+/// never user-info nor parameters.
+pub(crate) fn store_name(url: &str) -> String {
+    highlander::redact_userinfo(url.split('?').next().unwrap_or(url))
+}
+
 /// The `--store` help: the schemes compiled in, and `extra`.
 pub(crate) fn store_help(extra: &str) -> String {
     format!(

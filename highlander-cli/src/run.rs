@@ -140,6 +140,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         lock: lock.clone(),
         identity: identity.clone(),
         grace,
+        // Every backend's secrets, not only this store's: a command rarely needs any of
+        // them, and the lock's URL (HIGHLANDER_STORE) may carry a password itself.
         withheld: if args.pass_store_secrets { Vec::new() } else { highlander::every_secret_env() },
         guard_exe: guard_exe()?,
         guards: as_supervisor()?,
@@ -195,7 +197,7 @@ async fn open_store(url: &str, create: bool, lock: &LockName, timing: highlander
                 // Said once; the retries are quiet until the store answers.
                 if unreached == 0 {
                     warn!(
-                        lock = %lock, store = %highlander::redact_userinfo(url.split('?').next().unwrap_or_default()), error = %e,
+                        lock = %lock, store = %crate::store_name(url), error = %e,
                         "the store cannot be reached yet: trying again every {:?}, quietly, until it answers", timing.retry_period
                     );
                 } else {

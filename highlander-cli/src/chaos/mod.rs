@@ -280,7 +280,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     };
     eprintln!(
         "chaos on {}: {} candidates, {} rounds, faults {}, lease {:?} / renew deadline {:?} / retry period {:?}, seed {seed}, logs in {}",
-        store_name(&args.store),
+        crate::store_name(&args.store),
         args.candidates,
         args.rounds,
         faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
@@ -358,7 +358,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         std::fs::copy(&run.record, path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.timeline {
-        let title = format!("highlander chaos on {}: {} rounds, seed {seed}", store_name(&args.store), rounds.len());
+        let title = format!("highlander chaos on {}: {} rounds, seed {seed}", crate::store_name(&args.store), rounds.len());
         std::fs::write(path, timeline::svg(&title, &names, &verdict, &rounds))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
@@ -393,11 +393,6 @@ fn print_messages(said: &messages::Audit) {
     for finding in said.findings() {
         println!("  {finding}");
     }
-}
-
-/// The store as shown: the scheme and the first host or name, never user-info.
-fn store_name(url: &str) -> String {
-    highlander::redact_userinfo(url.split('?').next().unwrap_or(url))
 }
 
 async fn round(
@@ -624,7 +619,7 @@ fn summarize(store: &str, candidates: usize, seed: u64, rounds: &[RoundResult], 
     }
     let takeovers: Vec<f64> = rounds.iter().filter_map(|r| r.takeover).collect();
     serde_json::json!({
-        "store": store_name(store),
+        "store": crate::store_name(store),
         "rounds": rounds.len(),
         "candidates": candidates,
         "seed": seed,
