@@ -86,8 +86,7 @@ pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
             "the {feature} backend is not compiled in: enable the `{feature}` feature of the highlander crate"
         )));
     }
-    let known: Vec<String> = BACKENDS.iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect();
-    Err(Error::Config(format!("unknown store scheme {}; known schemes: {}", Escaped(scheme), known.join(", "))))
+    Err(Error::Config(format!("unknown store scheme {}; known schemes: {}", Escaped(scheme), schemes().join(", "))))
 }
 
 /// Every URL scheme compiled in, as `scheme://`, for help text.
