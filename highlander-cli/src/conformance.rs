@@ -24,7 +24,7 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     /// How many checks run at once (each on locks of its own).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    #[arg(long, default_value_t = report::DEFAULT_JOBS, value_parser = clap::value_parser!(u8).range(1..=16))]
     jobs: u8,
 }
 

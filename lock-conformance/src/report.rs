@@ -131,12 +131,12 @@ async fn count_double_wins(h: &dyn StoreHarness) -> lock_core::Result<usize> {
 
 /// How many checks run at once by default: as many as `cargo test` runs on two cores.
 /// Each check uses locks of its own, so checks can share a store.
-pub const DEFAULT_JOBS: usize = 2;
+pub const DEFAULT_JOBS: u8 = 2;
 
 /// Runs every check ([`DEFAULT_JOBS`] at a time) and every measurement against one
 /// backend. Never panics: a failure is recorded in the report.
 pub async fn run(backend: &str, h: &dyn StoreHarness, progress: impl FnMut(&str, &CheckOutcome)) -> BackendReport {
-    run_selected(backend, h, |_| true, DEFAULT_JOBS, progress).await
+    run_selected(backend, h, |_| true, usize::from(DEFAULT_JOBS), progress).await
 }
 
 /// As [`run`], with only the checks `select` accepts, `jobs` at a time (at least one);
