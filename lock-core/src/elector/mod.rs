@@ -856,6 +856,11 @@ impl<'a> Campaign<'a> {
             if let Some(expiry) = self.observed_expiry().filter(|e| *e > Instant::now()) {
                 wake = wake.min(expiry);
             }
+            // A lost feed is subscribed to again when its backoff is over, not at the
+            // next jittered poll after it.
+            if changes.is_none() && self.store().capabilities().watch {
+                wake = wake.min(feed.next.max(Instant::now()));
+            }
             // Beyond client-go: a store with change notifications wakes a standby the
             // moment the record changes (a release, a new leader) instead of at its next poll.
             loop {
