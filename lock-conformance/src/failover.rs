@@ -14,6 +14,8 @@ use std::{
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+pub use lock_core::terms::{TermLog, overlaps};
+
 /// The candidates' durations in the experiments.
 pub const TIMING: Timing =
     Timing { lease: Duration::from_secs(2), renew_deadline: Duration::from_millis(1500), retry_period: Duration::from_millis(200) };
@@ -113,9 +115,6 @@ impl LeaseStore for Tap {
     }
 }
 
-/// The terms of the candidates of one try, as their work saw them.
-pub type Terms = Arc<Mutex<Vec<(String, Instant, Option<Instant>)>>>;
-
 /// A running candidate.
 pub struct Candidate {
     /// Its state.
@@ -127,21 +126,13 @@ pub struct Candidate {
 }
 
 /// Starts a candidate on `store` that logs its terms.
-pub fn candidate(store: Tap, lock: &LockName, name: &str, terms: &Terms) -> Candidate {
+pub fn candidate(store: Tap, lock: &LockName, name: &str, terms: &TermLog) -> Candidate {
     let terms = terms.clone();
     let elector = LeaderElector::builder(store, lock.clone(), name)
         .timing(TIMING)
         .on_started_leading(move |l| {
             let terms = terms.clone();
-            async move {
-                let i = {
-                    let mut t = terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    t.push((l.identity().to_string(), Instant::now(), None));
-                    t.len() - 1
-                };
-                l.lost().await;
-                terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i].2 = Some(Instant::now());
-            }
+            async move { terms.serve(l).await }
         })
         .build()
         .expect("the experiment's timing is valid");
@@ -162,7 +153,7 @@ pub async fn until_acknowledged(
     beta: Tap,
     gate: &Gate,
     lock: &LockName,
-    terms: &Terms,
+    terms: &TermLog,
     takeover: bool,
 ) -> (Candidate, Candidate, Version) {
     let a = candidate(alpha, lock, "alpha", terms);
@@ -182,20 +173,56 @@ pub async fn until_acknowledged(
     (a, b, acked)
 }
 
-/// How many pairs of terms of different candidates overlapped.
-#[must_use]
-pub fn overlaps(terms: &Terms) -> usize {
-    let t = terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let mut n = 0;
-    for (i, a) in t.iter().enumerate() {
-        for b in &t[i + 1..] {
-            let (a_end, b_end) = (a.2.unwrap_or_else(Instant::now), b.2.unwrap_or_else(Instant::now));
-            if a.0 != b.0 && a.1 < b_end && b.1 < a_end {
-                n += 1;
+/// One try of an experiment: `alpha` leads and `beta` stands by (see
+/// [`until_acknowledged`]); right after the acknowledged write, `fail` loses the store's
+/// primary and returns a store on what serves now. Counts in `figures` whether that write
+/// was kept, how long the election paused, and overlapping terms (after `settle`, once
+/// both candidates have had time to act). Returns whether the write was kept and the pause.
+///
+/// # Panics
+/// If alpha does not lead, no write is acknowledged, or the new primary shows no record
+/// of the lock, within 20 s.
+pub async fn one_try<S: LeaseStore>(
+    (alpha, beta): (Tap, Tap),
+    gate: &Gate,
+    lock: &LockName,
+    takeover: bool,
+    settle: Duration,
+    figures: &mut Figures,
+    fail: impl AsyncFnOnce() -> S,
+) -> (bool, Option<Duration>) {
+    let terms = TermLog::default();
+    let (a, b, acked) = until_acknowledged(alpha, beta, gate, lock, &terms, takeover).await;
+    let failed_at = Instant::now();
+    let now_serving = fail().await;
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match now_serving.get(lock).await {
+                Ok(Some(seen)) => break seen,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    })
+    .await
+    .expect("the new primary shows the lock's record");
+    let kept = seen.version.ordinal() >= acked.ordinal();
+    if !kept {
+        if takeover {
+            figures.lost_takeovers += 1;
+        } else {
+            figures.lost_renewals += 1;
+        }
     }
-    n
+    gate.open();
+    let pause = pause_until_written(&now_serving, lock, &seen.version, failed_at, figures).await;
+    tokio::time::sleep(settle).await;
+    figures.overlapping_terms += overlaps(&terms.terms()).len();
+    for c in [a, b] {
+        c.stop.cancel();
+        let _ = c.task.await;
+    }
+    figures.tries += 1;
+    (kept, pause)
 }
 
 /// What one configuration showed.

@@ -24,6 +24,7 @@ pub mod fencing;
 #[cfg(feature = "containers")]
 pub mod fixtures;
 pub mod harness;
+pub mod procfs;
 pub mod report;
 
 pub use checks::CHECKS;
@@ -105,12 +106,6 @@ macro_rules! conformance_tests {
         $crate::__for_each_check!($crate::__emit_tests, $harness);
     };
 }
-
-/// `docs/new-backend.md`, whose code blocks run as this crate's doctests: following
-/// the guide must work.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/new-backend.md")]
-pub struct NewBackendGuide;
 
 /// `docs/fencing.md`, whose Rust examples compile as this crate's doctests.
 #[cfg(doctest)]

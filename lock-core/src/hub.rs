@@ -3,12 +3,18 @@
 //! out to the watchers of its lock, so the connections a process holds do not grow with
 //! the number of locks it campaigns for.
 
-use crate::{error::Error, name::LockName, store::Changes, store::Observed};
+use crate::{
+    error::Error,
+    name::LockName,
+    store::{Changes, Observed, Version},
+};
+use bytes::Bytes;
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How many records a slow watcher may fall behind before it misses some (it still
 /// polls, so a missed notification costs latency, never correctness).
@@ -95,6 +101,31 @@ impl WatchHub {
                 s.watchers.remove(lock);
             }
         }
+    }
+
+    /// What a feed heard about `lock`: handed to its watchers if anyone watches it and it
+    /// decodes (a record that does not decode is left for the elector's own read to report).
+    pub fn deliver(&self, lock: &LockName, store: &dyn std::fmt::Display, raw: Bytes, version: Version) {
+        if self.is_watched(lock)
+            && let Ok(seen) = Observed::decode(lock, store, raw, version)
+        {
+            self.publish(lock, &seen);
+        }
+    }
+
+    /// Runs `feed` (a loop that [`deliver`](Self::deliver)s what it hears and returns when
+    /// its connection ends) as a task until it returns or `stop` fires (the store was
+    /// dropped). Then the feed of `generation` has ended: watchers poll until the next
+    /// watch starts a new one.
+    pub fn spawn_feed(self: &Arc<Self>, generation: u64, mut stop: watch::Receiver<()>, feed: impl Future<Output = ()> + Send + 'static) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.changed() => {}
+                () = feed => {}
+            }
+            hub.feed_ended(generation);
+        });
     }
 
     /// Whether anyone watches `lock` (a feed may skip decoding records nobody wants).

@@ -53,6 +53,7 @@ pub mod memory;
 pub mod name;
 pub mod record;
 pub mod store;
+pub mod terms;
 pub mod url;
 
 pub use backend::{Backend, MemoryBackend, OpenOptions};
@@ -69,8 +70,12 @@ pub use layer::{CallCounts, CountingStore, FaultMode, Faults, FaultyStore};
 pub use memory::MemoryStore;
 pub use name::LockName;
 pub use record::{FencingToken, LeaderElectionRecord};
-pub use store::{Capabilities, Changes, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, encode_record};
+pub use store::{
+    Capabilities, Changes, LeaseStore, Observed, RawAccess, SharedStore, Version, WriteConsistency, decode_record, encode_record,
+};
 pub use url::{Params, StoreUrl, parse_duration};
 
 /// Re-exported so stores and users name the same trait-macro version.
 pub use async_trait::async_trait;
+/// The byte buffers of [`Observed::raw`] and [`RawAccess`], for a store's own crate.
+pub use bytes;

@@ -148,9 +148,7 @@ impl LeaseStore for MemoryStore {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
         }
         // Never overwrite what we could not read, whatever the version.
-        if let Err(e) = LeaderElectionRecord::from_json(&current.0) {
-            return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
-        }
+        crate::store::decode_record(lock, self, &current.0)?;
         let v = inner.write(self, lock, raw);
         Ok(Version::new(v.to_string()))
     }

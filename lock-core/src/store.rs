@@ -75,11 +75,16 @@ impl Observed {
     /// Decodes `raw` for a store, turning a malformed record into [`Error::Corrupt`]
     /// that names the lock and the store.
     pub fn decode(lock: &LockName, store: &dyn fmt::Display, raw: Bytes, version: Version) -> Result<Self> {
-        match LeaderElectionRecord::from_json(&raw) {
-            Ok(record) => Ok(Self { record, version, raw }),
-            Err(e) => Err(Error::Corrupt { lock: lock.clone(), store: store.to_string(), detail: e.to_string() }),
-        }
+        let record = decode_record(lock, store, &raw)?;
+        Ok(Self { record, version, raw })
     }
+}
+
+/// Decodes a stored record, or [`Error::Corrupt`] naming the lock and the store. A store
+/// calls it before an update on what it is about to replace: it never writes over data it
+/// did not understand, whatever the version.
+pub fn decode_record(lock: &LockName, store: &dyn fmt::Display, raw: &[u8]) -> Result<LeaderElectionRecord> {
+    LeaderElectionRecord::from_json(raw).map_err(|e| Error::Corrupt { lock: lock.clone(), store: store.to_string(), detail: e.to_string() })
 }
 
 /// Encodes a record for a store, refusing one larger than the store can hold.

@@ -476,33 +476,20 @@ impl EtcdStore {
         let options = etcd_client::WatchOptions::new().with_prefix();
         let mut stream = self.client().await?.watch_client().watch(prefix.clone(), Some(options)).await.map_err(|e| self.error(None, e))?;
         let (hub, description) = (self.inner.hub.clone(), self.to_string());
-        let mut stop = self.inner.stop.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    // The store was dropped.
-                    _ = stop.changed() => break,
-                    message = stream.message() => message,
-                };
-                // An ended or failed watch closes every watcher's channel: electors go back to polling.
-                let Ok(Some(response)) = message else { break };
+        let feed = async move {
+            // An ended or failed watch closes every watcher's channel: electors go back to polling.
+            while let Ok(Some(response)) = stream.message().await {
                 for event in response.events() {
                     let Some(kv) = event.kv().filter(|_| event.event_type() == etcd_client::EventType::Put) else { continue };
                     let Some(name) = kv.key().strip_prefix(prefix.as_bytes()).and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                     // Term keys hold no record; names that are no lock name are someone else's keys.
                     let Ok(lock) = LockName::new(name) else { continue };
-                    if !hub.is_watched(&lock) {
-                        continue;
-                    }
-                    // A record that does not decode is left for the next get to report.
                     let version = Version::new(kv.mod_revision().to_string());
-                    if let Ok(seen) = Observed::decode(&lock, &description, Bytes::copy_from_slice(kv.value()), version) {
-                        hub.publish(&lock, &seen);
-                    }
+                    hub.deliver(&lock, &description, Bytes::copy_from_slice(kv.value()), version);
                 }
             }
-            hub.feed_ended(generation);
-        });
+        };
+        self.inner.hub.spawn_feed(generation, self.inner.stop.subscribe(), feed);
         Ok(())
     }
 }

@@ -416,15 +416,9 @@ fn dir_of(url: &StoreUrl) -> Result<PathBuf> {
     if url.scheme() != "file" {
         return Err(Error::Config(format!("not a file:// URL: {}://", url.scheme())));
     }
-    url.no_userinfo("a directory has no credentials")?;
-    if !url.hosts().is_empty() {
-        return Err(Error::Config("file:// URLs name a local path, as in file:///var/lib/highlander/leases (no host)".into()));
-    }
+    let dir = url.local_path("directory")?;
     url.params().finish(&[])?;
-    if url.path().is_empty() {
-        return Err(Error::Config("file:// URL needs a directory, as in file:///var/lib/highlander/leases".into()));
-    }
-    Ok(PathBuf::from(format!("/{}", url.path())))
+    Ok(dir)
 }
 
 #[async_trait]

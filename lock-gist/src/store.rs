@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lock_core::{
     Backend, Capabilities, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl, Version,
-    encode_record,
+    decode_record, encode_record,
 };
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
@@ -379,9 +379,7 @@ impl LeaseStore for GistStore {
         let Some(current) = self.content(lock, &gist)? else {
             return Err(Error::NotFound { lock: lock.clone(), store: self.to_string() });
         };
-        if let Err(e) = LeaderElectionRecord::from_json(current.as_bytes()) {
-            return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
-        }
+        decode_record(lock, self, current.as_bytes())?;
         if &version_of(&current) != expected {
             return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
         }

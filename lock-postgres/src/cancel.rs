@@ -15,6 +15,16 @@ pub(crate) struct CancelOnDrop {
     pub(crate) store: PostgresStore,
 }
 
+impl CancelOnDrop {
+    /// The statement answered (successfully or with its own error) within its bound:
+    /// nothing is left running to cancel. A timeout leaves the cancel armed.
+    pub(crate) fn answered<T>(&mut self, result: &Result<T>) {
+        if !matches!(result, Err(Error::Timeout { .. })) {
+            self.token = None;
+        }
+    }
+}
+
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };

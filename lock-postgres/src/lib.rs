@@ -180,22 +180,15 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(|e| self.error(Some(&lock), e))?;
         let sql = format!("SELECT record FROM {} WHERE name = $1 FOR SHARE", self.inner.qualified);
         let mut cancel = CancelOnDrop { token: Some(tx.cancel_token()), held: None, store: self.clone() };
-        let rows = match tokio::time::timeout(self.inner.statement_timeout, tx.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)])).await {
-            Ok(rows) => rows.map_err(|e| self.error(Some(&lock), e))?,
-            Err(_) => {
-                return Err(Error::Timeout { lock, store: self.to_string(), operation: "fence", after: self.inner.statement_timeout });
-            }
-        };
-        cancel.token = None;
+        let read = async { tx.query_typed(&sql, &[(&lock.as_str(), Type::TEXT)]).await.map_err(|e| self.error(Some(&lock), e)) };
+        let rows = lock_core::bounded(&lock, self, "fence", self.inner.statement_timeout, read).await;
+        cancel.answered(&rows);
+        let rows = rows?;
         let record = match rows.first() {
             None => None,
             Some(row) => {
                 let text: String = row.try_get(0).map_err(|e| errors::corrupt(self, &lock, &e))?;
-                Some(LeaderElectionRecord::from_json(text.as_bytes()).map_err(|e| Error::Corrupt {
-                    lock: lock.clone(),
-                    store: self.to_string(),
-                    detail: e.to_string(),
-                })?)
+                Some(lock_core::decode_record(&lock, self, text.as_bytes())?)
             }
         };
         match record {
@@ -215,19 +208,10 @@ impl PostgresStore {
         let client = self.client().await?;
         let mut cancel = CancelOnDrop { token: Some(client.cancel_token()), held: None, store: self.clone() };
         let client = cancel.held.insert(client);
-        let result = tokio::time::timeout(self.inner.statement_timeout, client.query_typed(sql, params)).await;
-        match result {
-            Ok(rows) => {
-                cancel.token = None;
-                rows.map_err(|e| self.error(Some(lock), e))
-            }
-            Err(_) => Err(Error::Timeout {
-                lock: lock.clone(),
-                store: self.to_string(),
-                operation: "statement",
-                after: self.inner.statement_timeout,
-            }),
-        }
+        let statement = async { client.query_typed(sql, params).await.map_err(|e| self.error(Some(lock), e)) };
+        let rows = lock_core::bounded(lock, self, "statement", self.inner.statement_timeout, statement).await;
+        cancel.answered(&rows);
+        rows
     }
 }
 

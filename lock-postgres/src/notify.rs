@@ -65,36 +65,25 @@ impl PostgresStore {
         let client = Arc::new(client);
         let hub = self.inner.hub.clone();
         let (prefix, description) = (self.inner.notify_prefix.clone(), self.to_string());
-        let mut stop = self.inner.stop.subscribe();
         let session = client.clone();
-        tokio::spawn(async move {
+        let feed = async move {
             let _session = session;
-            loop {
-                let message = tokio::select! {
-                    // The store was dropped.
-                    _ = stop.changed() => break,
-                    message = std::future::poll_fn(|cx| connection.poll_message(cx)) => message,
-                };
-                match message {
-                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        if let Some((nonce, _)) = &probe
-                            && n.payload().strip_prefix(&prefix).and_then(|p| p.strip_prefix("probe\n")) == Some(nonce.as_str())
-                            && let Some((_, heard)) = probe.take()
-                        {
-                            let _ = heard.send(());
-                            continue;
-                        }
-                        if let Some((lock, seen)) = notified(&hub, &prefix, &description, n.payload()) {
-                            hub.publish(&lock, &seen);
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    // The connection ended: every watcher's channel closes and electors poll.
-                    _ => break,
+            // The connection ended: every watcher's channel closes and electors poll.
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                let tokio_postgres::AsyncMessage::Notification(n) = message else { continue };
+                if let Some((nonce, _)) = &probe
+                    && n.payload().strip_prefix(&prefix).and_then(|p| p.strip_prefix("probe\n")) == Some(nonce.as_str())
+                    && let Some((_, heard)) = probe.take()
+                {
+                    let _ = heard.send(());
+                    continue;
+                }
+                if let Some((lock, raw, version)) = notified(&prefix, n.payload()) {
+                    hub.deliver(&lock, &description, raw, version);
                 }
             }
-            hub.feed_ended(generation);
-        });
+        };
+        self.inner.hub.spawn_feed(generation, self.inner.stop.subscribe(), feed);
         client.batch_execute(&format!("LISTEN \"{}\"", self.inner.channel)).await.map_err(|e| self.error(None, e))?;
         Ok(())
     }
@@ -105,17 +94,13 @@ fn rand_u64() -> u64 {
     u64::try_from(nanos % u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
-/// A notification's lock and record, if it is about a watched lock of this table:
+/// A notification's lock, record and version, if it is about this table:
 /// `schema.table`, version, lock, record.
-fn notified(hub: &lock_core::WatchHub, prefix: &str, store: &str, payload: &str) -> Option<(LockName, Observed)> {
+fn notified(prefix: &str, payload: &str) -> Option<(LockName, Bytes, Version)> {
     let rest = payload.strip_prefix(prefix)?;
     let (version, rest) = rest.split_once('\n')?;
     let (name, record) = rest.split_once('\n')?;
     let lock = LockName::new(name).ok()?;
-    if !hub.is_watched(&lock) {
-        return None;
-    }
     let (number, xmin) = version.split_once(':')?;
-    let seen = Observed::decode(&lock, &store, Bytes::from(record.to_string()), version_of(number.parse().ok()?, xmin)).ok()?;
-    Some((lock, seen))
+    Some((lock, Bytes::from(record.to_string()), version_of(number.parse().ok()?, xmin)))
 }

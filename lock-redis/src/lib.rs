@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use lock_core::{
     Backend, Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl,
-    Version, encode_record,
+    Version, decode_record, encode_record,
 };
 use redis::{
     Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError, Script, aio::ConnectionManager,
@@ -408,30 +408,19 @@ impl RedisStore {
         let mut pubsub = self.inner.client.get_async_pubsub().await.map_err(|e| self.error(None, &e))?;
         pubsub.subscribe(&self.inner.channel).await.map_err(|e| self.error(None, &e))?;
         let (hub, description) = (self.inner.hub.clone(), self.to_string());
-        let mut stop = self.inner.stop.subscribe();
         let mut messages = pubsub.into_on_message();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    _ = stop.changed() => break,
-                    message = messages.next() => message,
-                };
-                // A dropped connection ends the feed: electors go back to polling.
-                let Some(message) = message else { break };
+        let feed = async move {
+            // A dropped connection ends the feed: electors go back to polling.
+            while let Some(message) = messages.next().await {
                 let payload: Vec<u8> = message.get_payload_bytes().to_vec();
                 let mut parts = payload.splitn(3, |b| *b == b'\n');
                 let (Some(name), Some(version), Some(record)) = (parts.next(), parts.next(), parts.next()) else { continue };
                 let (Ok(name), Ok(version)) = (std::str::from_utf8(name), std::str::from_utf8(version)) else { continue };
                 let Ok(lock) = LockName::new(name) else { continue };
-                if !hub.is_watched(&lock) {
-                    continue;
-                }
-                if let Ok(seen) = Observed::decode(&lock, &description, Bytes::copy_from_slice(record), Version::new(version)) {
-                    hub.publish(&lock, &seen);
-                }
+                hub.deliver(&lock, &description, Bytes::copy_from_slice(record), Version::new(version));
             }
-            hub.feed_ended(generation);
-        });
+        };
+        self.inner.hub.spawn_feed(generation, self.inner.stop.subscribe(), feed);
         Ok(())
     }
 }
@@ -557,9 +546,7 @@ impl LeaseStore for RedisStore {
                     return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() });
                 }
                 Some((record, _)) => {
-                    if let Err(e) = LeaderElectionRecord::from_json(record.as_deref().unwrap_or_default()) {
-                        return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
-                    }
+                    decode_record(lock, self, record.as_deref().unwrap_or_default())?;
                 }
             }
             let outcome = self.run_update(lock, &raw, expected, None, &mut conn).await?;

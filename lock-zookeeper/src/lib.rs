@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lock_core::{
     Backend, Capabilities, Changes, Error, LeaderElectionRecord, LeaseStore, LockName, Observed, OpenOptions, RawAccess, Result, StoreUrl,
-    Version, encode_record,
+    Version, decode_record, encode_record,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::{Mutex, watch};
@@ -299,13 +299,9 @@ impl ZooKeeperStore {
         let mut watcher = client.watch(&prefix, AddWatchMode::PersistentRecursive).await.map_err(|e| self.error(None, &e))?;
         let store = self.clone_weak();
         let hub = self.inner.hub.clone();
-        let mut stop = self.inner.stop.subscribe();
-        tokio::spawn(async move {
+        let feed = async move {
             loop {
-                let event = tokio::select! {
-                    _ = stop.changed() => break,
-                    event = watcher.changed() => event,
-                };
+                let event = watcher.changed().await;
                 // A session that ended ends the feed: electors go back to polling.
                 if event.event_type == EventType::Session {
                     if event.session_state.is_terminated() {
@@ -321,17 +317,14 @@ impl ZooKeeperStore {
                 if !hub.is_watched(&lock) {
                     continue;
                 }
-                // The event names the node, not the data: read it (a record that does not
-                // decode is left for the elector's own get to report).
+                // The event names the node, not the data: read it.
                 let Some(store) = store.upgrade() else { break };
-                if let Ok((data, stat)) = client.get_data(&event.path).await
-                    && let Ok(seen) = Observed::decode(&lock, &store.description, Bytes::from(data), Version::new(stat.version.to_string()))
-                {
-                    hub.publish(&lock, &seen);
+                if let Ok((data, stat)) = client.get_data(&event.path).await {
+                    hub.deliver(&lock, &store.description, Bytes::from(data), Version::new(stat.version.to_string()));
                 }
             }
-            hub.feed_ended(generation);
-        });
+        };
+        self.inner.hub.spawn_feed(generation, self.inner.stop.subscribe(), feed);
         Ok(())
     }
 
@@ -384,9 +377,7 @@ impl LeaseStore for ZooKeeperStore {
             match client.get_data(&self.path(lock)).await {
                 Ok((_, stat)) if stat.version != expected => return Err(Error::Conflict { lock: lock.clone(), store: self.to_string() }),
                 Ok((data, _)) => {
-                    if let Err(e) = LeaderElectionRecord::from_json(&data) {
-                        return Err(Error::Corrupt { lock: lock.clone(), store: self.to_string(), detail: e.to_string() });
-                    }
+                    decode_record(lock, self, &data)?;
                 }
                 Err(ZkError::NoNode) => return Err(Error::NotFound { lock: lock.clone(), store: self.to_string() }),
                 Err(e) => return Err(self.error(Some(lock), &e)),

@@ -7,13 +7,9 @@ use crate::{
     ensure,
     harness::{CheckResult, Failure, Observation, StoreHarness, unique_lock},
 };
-use lock_core::{
-    ElectionEnd, ElectionState, FaultMode, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector, LockName, SharedStore, Timing,
-};
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+pub(crate) use lock_core::terms::{TermLog, overlaps, token_regressions};
+use lock_core::{ElectionEnd, ElectionState, FaultMode, FaultyStore, LeaderElectionRecord, LeaderElector, LockName, SharedStore, Timing};
+use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -23,26 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Allowance for timers and the scheduler on a busy machine, added to timing bounds.
 pub const SCHEDULING_SLACK: Duration = Duration::from_millis(100);
 
-/// One leadership term, as the leader's own work saw it.
-#[derive(Debug, Clone)]
-pub(crate) struct Term {
-    pub(crate) who: String,
-    pub(crate) token: FencingToken,
-    pub(crate) start: Instant,
-    pub(crate) end: Option<Instant>,
-}
-
-pub(crate) type Terms = Arc<Mutex<Vec<Term>>>;
-
-struct EndOnDrop(Terms, usize);
-impl Drop for EndOnDrop {
-    fn drop(&mut self) {
-        if let Ok(mut terms) = self.0.lock() {
-            terms[self.1].end.get_or_insert_with(Instant::now);
-        }
-    }
-}
-
 pub(crate) struct Candidate {
     pub(crate) name: String,
     pub(crate) state: watch::Receiver<ElectionState>,
@@ -51,23 +27,13 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    pub(crate) fn spawn(store: SharedStore, lock: &LockName, name: &str, t: Timing, terms: &Terms) -> Result<Self, Failure> {
+    pub(crate) fn spawn(store: SharedStore, lock: &LockName, name: &str, t: Timing, terms: &TermLog) -> Result<Self, Failure> {
         let terms = terms.clone();
         let elector = LeaderElector::builder(store, lock.clone(), name)
             .timing(t)
             .on_started_leading(move |l| {
                 let terms = terms.clone();
-                async move {
-                    let i = match terms.lock() {
-                        Ok(mut terms) => {
-                            terms.push(Term { who: l.identity().into(), token: l.fencing_token(), start: Instant::now(), end: None });
-                            terms.len() - 1
-                        }
-                        Err(_) => return,
-                    };
-                    let _end = EndOnDrop(terms, i);
-                    l.lost().await;
-                }
+                async move { terms.serve(l).await }
             })
             .build()
             .map_err(|e| Failure(format!("elector config rejected: {e}")))?;
@@ -133,21 +99,6 @@ pub(crate) async fn store_latency(h: &dyn StoreHarness, lock: &LockName) -> Resu
     Ok(worst)
 }
 
-/// Pairs of terms that overlapped in time.
-pub(crate) fn overlaps(terms: &Terms) -> Vec<(Term, Term)> {
-    let mut terms = terms.lock().map(|t| t.clone()).unwrap_or_default();
-    terms.sort_by_key(|t| t.start);
-    let mut found = Vec::new();
-    for (i, a) in terms.iter().enumerate() {
-        for b in &terms[i + 1..] {
-            if a.end.is_none_or(|end| end > b.start) {
-                found.push((a.clone(), b.clone()));
-            }
-        }
-    }
-    found
-}
-
 /// Whether the store under test claims atomic compare-and-set (overlap is then forbidden, not just measured).
 async fn claims_atomic(h: &dyn StoreHarness) -> Result<bool, Failure> {
     Ok(h.connect().await?.capabilities().is_atomic())
@@ -155,7 +106,7 @@ async fn claims_atomic(h: &dyn StoreHarness) -> Result<bool, Failure> {
 
 /// One candidate alone acquires the lock, holds it, and releases it on shutdown.
 pub async fn one_candidate_acquires(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("one-candidate"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("one-candidate"), TermLog::default());
     let store = h.connect().await?;
     let started = Instant::now();
     let mut c = Candidate::spawn(store.clone(), &lock, "stalin", t, &terms)?;
@@ -174,7 +125,7 @@ pub async fn one_candidate_acquires(h: &dyn StoreHarness) -> CheckResult {
 /// Five candidates: exactly one leads and every other learns who (on a last-writer-wins
 /// store a racing write may replace the first winner once; they must still settle).
 pub async fn five_candidates_elect_exactly_one(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("five"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("five"), TermLog::default());
     let mut candidates = Vec::new();
     for name in ["napoleon", "cleopatra", "stalin", "genghis", "boudica"] {
         candidates.push(Candidate::spawn(h.connect().await?, &lock, name, t, &terms)?);
@@ -196,7 +147,7 @@ pub async fn five_candidates_elect_exactly_one(h: &dyn StoreHarness) -> CheckRes
         ensure!(s.is_leader() == (c.name == name), "{} leads too ({s:?}) besides {name}", c.name);
         ensure!(s.leader.as_deref() == Some(name.as_str()), "{} thinks the leader is {:?}, not {name}", c.name, s.leader);
     }
-    let found = overlaps(&terms);
+    let found = overlaps(&terms.terms());
     stop_all(candidates).await?;
     if atomic {
         ensure!(found.is_empty(), "leadership terms overlapped: {found:?}");
@@ -206,7 +157,7 @@ pub async fn five_candidates_elect_exactly_one(h: &dyn StoreHarness) -> CheckRes
 
 /// The leader crashes without releasing: a standby leads within lease + 2.2 × retry period (+ store latency).
 pub async fn crash_fails_over_within_bound(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("crash"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("crash"), TermLog::default());
     let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
     leader.until("lead", ElectionState::is_leader).await?;
     let mut standbys = vec![
@@ -220,7 +171,7 @@ pub async fn crash_fails_over_within_bound(h: &dyn StoreHarness) -> CheckResult 
     one_leader(&mut standbys).await?;
     let failover = crashed.elapsed();
     let bound = t.lease + t.retry_period.mul_f64(2.2) + latency * 4 + SCHEDULING_SLACK;
-    let found = overlaps(&terms);
+    let found = overlaps(&terms.terms());
     let _ = leader.stop().await;
     stop_all(standbys).await?;
     ensure!(
@@ -239,7 +190,7 @@ pub async fn crash_fails_over_within_bound(h: &dyn StoreHarness) -> CheckResult 
 
 /// A leader that shuts down gracefully releases; a standby leads within about 2.2 × retry period.
 pub async fn graceful_release_hands_over_quickly(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("release"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("release"), TermLog::default());
     let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
     leader.until("lead", ElectionState::is_leader).await?;
     let mut standby = Candidate::spawn(h.connect().await?, &lock, "napoleon", t, &terms)?;
@@ -256,7 +207,7 @@ pub async fn graceful_release_hands_over_quickly(h: &dyn StoreHarness) -> CheckR
 }
 
 async fn step_down_when_store_breaks(h: &dyn StoreHarness, mode: FaultMode) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("broken-store"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("broken-store"), TermLog::default());
     let (faulty, faults) = FaultyStore::new(h.connect().await?);
     let mut leader = Candidate::spawn(Arc::new(faulty), &lock, "stalin", t, &terms)?;
     leader.until("lead", ElectionState::is_leader).await?;
@@ -268,7 +219,7 @@ async fn step_down_when_store_breaks(h: &dyn StoreHarness, mode: FaultMode) -> C
     let stepped_down = leader.until("step down", |s| !s.is_leader()).await?;
     let took_over = standby.until("lead", ElectionState::is_leader).await?;
     faults.heal();
-    let found = overlaps(&terms);
+    let found = overlaps(&terms.terms());
     leader.stop().await?;
     standby.stop().await?;
     let after = stepped_down - broke;
@@ -298,7 +249,7 @@ pub async fn hanging_store_makes_the_leader_step_down(h: &dyn StoreHarness) -> C
 
 /// Four candidates under injected faults for several leases: no two terms overlap.
 pub async fn leadership_intervals_never_overlap(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("overlap"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("overlap"), TermLog::default());
     let mut candidates = Vec::new();
     let mut switches = Vec::new();
     for i in 0..4 {
@@ -322,8 +273,8 @@ pub async fn leadership_intervals_never_overlap(h: &dyn StoreHarness) -> CheckRe
         }
     }
     switches.iter().for_each(lock_core::Faults::heal);
-    let found = overlaps(&terms);
-    let n = terms.lock().map(|t| t.len()).unwrap_or(0);
+    let found = overlaps(&terms.terms());
+    let n = terms.terms().len();
     stop_all(candidates).await?;
     if claims_atomic(h).await? {
         ensure!(found.is_empty(), "seed {seed}: terms overlapped: {found:?}");
@@ -334,7 +285,7 @@ pub async fn leadership_intervals_never_overlap(h: &dyn StoreHarness) -> CheckRe
 
 /// Fencing tokens strictly increase across terms won by releases and by crashes.
 pub async fn fencing_tokens_strictly_increase(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("tokens"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("tokens"), TermLog::default());
     for round in 0..6 {
         let mut c = Candidate::spawn(h.connect().await?, &lock, &format!("leader-{}", round % 2), t, &terms)?;
         c.until("lead", ElectionState::is_leader).await?;
@@ -346,25 +297,16 @@ pub async fn fencing_tokens_strictly_increase(h: &dyn StoreHarness) -> CheckResu
             c.stop().await?;
         }
     }
-    let mut terms = terms.lock().map(|t| t.clone()).unwrap_or_default();
-    terms.sort_by_key(|t| t.start);
+    let terms = terms.terms();
     ensure!(terms.len() == 6, "expected 6 terms, saw {}", terms.len());
-    for pair in terms.windows(2) {
-        ensure!(
-            pair[0].token < pair[1].token,
-            "fencing token went from {} ({}) to {} ({})",
-            pair[0].token,
-            pair[0].who,
-            pair[1].token,
-            pair[1].who
-        );
-    }
+    let back = token_regressions(&terms);
+    ensure!(back.is_empty(), "fencing tokens did not grow: {back:?}");
     Ok(Observation::default())
 }
 
 /// A rival writes the record behind the leader's back: the leader notices at its next renewal.
 pub async fn rival_overwrite_is_detected_at_next_renewal(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("rival"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("rival"), TermLog::default());
     let mut leader = Candidate::spawn(h.connect().await?, &lock, "stalin", t, &terms)?;
     leader.until("lead", ElectionState::is_leader).await?;
     let latency = store_latency(h, &lock).await?;
@@ -393,12 +335,12 @@ pub async fn rival_overwrite_is_detected_at_next_renewal(h: &dyn StoreHarness) -
 /// second does not lead, and when the first crashes the second takes over as any
 /// standby would, with a higher token.
 pub async fn one_identity_in_two_processes_is_never_two_leaders(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("twins"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("twins"), TermLog::default());
     let mut first = Candidate::spawn(h.connect().await?, &lock, "twin", t, &terms)?;
     first.until("lead", ElectionState::is_leader).await?;
     let mut second = Candidate::spawn(h.connect().await?, &lock, "twin", t, &terms)?;
     tokio::time::sleep(t.lease * 2).await;
-    let led = terms.lock().map(|t| t.len()).unwrap_or(0);
+    let led = terms.terms().len();
     ensure!(
         !second.state.borrow().is_leader() && led == 1,
         "a second process with the same identity took the lease while the first renewed ({led} terms)"
@@ -406,12 +348,12 @@ pub async fn one_identity_in_two_processes_is_never_two_leaders(h: &dyn StoreHar
     ensure!(first.state.borrow().is_leader(), "the first twin stopped leading: {:?}", *first.state.borrow());
     first.crash();
     second.until("take over after the first twin crashed", ElectionState::is_leader).await?;
-    let found = overlaps(&terms);
-    let tokens: Vec<FencingToken> = terms.lock().map(|t| t.iter().map(|t| t.token).collect()).unwrap_or_default();
+    let found = overlaps(&terms.terms());
+    let back = token_regressions(&terms.terms());
     second.stop().await?;
     if claims_atomic(h).await? {
         ensure!(found.is_empty(), "the twins' terms overlapped: {found:?}");
-        ensure!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens did not increase: {tokens:?}");
+        ensure!(back.is_empty(), "tokens did not increase: {back:?}");
     }
     Ok(Observation::default().figure("overlapping_terms", found.len() as f64))
 }

@@ -4,10 +4,10 @@
 /// The level of every check in this module.
 pub const LEVEL: crate::Level = crate::Level::Elector;
 
-use super::elector::{Candidate, SCHEDULING_SLACK, Terms, overlaps, store_latency};
+use super::elector::{Candidate, SCHEDULING_SLACK, TermLog, overlaps, store_latency, token_regressions};
 use crate::{
     ensure,
-    harness::{CheckResult, Failure, Observation, StoreHarness, unique_lock},
+    harness::{CheckResult, Observation, StoreHarness, unique_lock},
 };
 use lock_core::{ElectionState, FaultMode, FaultyStore, LeaderElectionRecord};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 /// after the lock has been seen absent for a whole lease, when the cut-off leader's
 /// term has ended, and never beside it.
 pub async fn record_lost_under_a_cut_off_leader_is_not_a_free_lock(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("lost-record"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("lost-record"), TermLog::default());
     let (faulty, faults) = FaultyStore::new(h.connect().await?);
     let mut leader = Candidate::spawn(Arc::new(faulty), &lock, "stalin", t, &terms)?;
     leader.until("lead", ElectionState::is_leader).await?;
@@ -35,8 +35,8 @@ pub async fn record_lost_under_a_cut_off_leader_is_not_a_free_lock(h: &dyn Store
     }
     let took_over = standby.until("lead after the record was lost", ElectionState::is_leader).await?;
     faults.heal();
-    let found = overlaps(&terms);
-    let tokens: Vec<_> = terms.lock().map(|t| t.iter().map(|t| t.token).collect()).unwrap_or_default();
+    let found = overlaps(&terms.terms());
+    let back = token_regressions(&terms.terms());
     leader.stop().await?;
     standby.stop().await?;
     let after = took_over - deleted;
@@ -48,7 +48,7 @@ pub async fn record_lost_under_a_cut_off_leader_is_not_a_free_lock(h: &dyn Store
     );
     let bound = t.lease + t.retry_period.mul_f64(2.2) + latency * 4 + SCHEDULING_SLACK;
     ensure!(after <= bound, "the standby led {after:?} after the record was deleted, over {bound:?} (lease + 2.2 × retry + 4 × latency)");
-    ensure!(tokens.windows(2).all(|w| w[0] < w[1]), "fencing tokens did not increase across the loss: {tokens:?}");
+    ensure!(back.is_empty(), "fencing tokens did not increase across the loss: {back:?}");
     Ok(Observation::default().figure("lost_record_takeover_seconds", after.as_secs_f64()))
 }
 
@@ -56,7 +56,7 @@ pub async fn record_lost_under_a_cut_off_leader_is_not_a_free_lock(h: &dyn Store
 /// fencing token is still above every earlier term's, although nothing it can read
 /// remembers them.
 pub async fn record_lost_between_terms_still_gets_a_larger_token(h: &dyn StoreHarness) -> CheckResult {
-    let (t, lock, terms) = (h.timing(), unique_lock("lost-token"), Terms::default());
+    let (t, lock, terms) = (h.timing(), unique_lock("lost-token"), TermLog::default());
     for name in ["stalin", "napoleon"] {
         let mut c = Candidate::spawn(h.connect().await?, &lock, name, t, &terms)?;
         c.until("lead", ElectionState::is_leader).await?;
@@ -69,17 +69,9 @@ pub async fn record_lost_between_terms_still_gets_a_larger_token(h: &dyn StoreHa
     fresh.until("lead after the record was lost", ElectionState::is_leader).await?;
     tokio::time::sleep(t.retry_period).await;
     fresh.stop().await?;
-    let terms = terms.lock().map(|t| t.clone()).map_err(|_| Failure("the term log was poisoned".into()))?;
+    let terms = terms.terms();
     ensure!(terms.len() == 3, "expected 3 terms, saw {}: {terms:?}", terms.len());
-    ensure!(
-        terms[0].token < terms[1].token && terms[1].token < terms[2].token,
-        "fencing tokens {} ({}), {} ({}), then {} ({}) after the record was lost: not strictly increasing",
-        terms[0].token,
-        terms[0].who,
-        terms[1].token,
-        terms[1].who,
-        terms[2].token,
-        terms[2].who
-    );
+    let back = token_regressions(&terms);
+    ensure!(back.is_empty(), "fencing tokens did not grow after the record was lost: {back:?}");
     Ok(Observation::default())
 }

@@ -2,7 +2,7 @@
 //! to stop and start its store (e.g. a container), so each backend calls it directly.
 
 use crate::{
-    checks::elector::{Candidate, Terms, overlaps},
+    checks::elector::{Candidate, TermLog, overlaps},
     ensure,
     harness::{CheckResult, Failure, Observation, StoreHarness, unique_lock},
 };
@@ -33,7 +33,7 @@ pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 /// the restart a graceful release reaches it by notification (within
 /// [`NOTIFIED_HANDOVER`]) rather than at its next poll, up to 2.2 retry periods later.
 pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn RestartableStore) -> CheckResult {
-    let (lock, terms) = (unique_lock("restart"), Terms::default());
+    let (lock, terms) = (unique_lock("restart"), TermLog::default());
     // A longer retry period than the suite's, so that a poll cannot pass for a notification.
     let t = h.timing();
     let t = lock_core::Timing { lease: t.lease * 2, renew_deadline: t.renew_deadline * 2, retry_period: t.retry_period * 4 };
@@ -82,7 +82,7 @@ pub async fn election_survives_store_restart(h: &dyn StoreHarness, store: &dyn R
         let took_over = candidates[0].until("take over after the release", |s| s.is_leader()).await?;
         handover = Some(took_over - asked);
     }
-    let found = overlaps(&terms);
+    let found = overlaps(&terms.terms());
     for c in candidates {
         c.stop().await?;
     }

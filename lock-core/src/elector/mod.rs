@@ -441,10 +441,7 @@ impl<'a> Campaign<'a> {
         if let Some(deadline) = deadline {
             bound = bound.min(deadline.remaining());
         }
-        match tokio::time::timeout(bound, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { lock: self.cfg().lock.clone(), store: self.store().to_string(), operation, after: bound }),
-        }
+        crate::error::bounded(&self.cfg().lock, &self.store(), operation, bound, fut).await
     }
 
     /// The token a write carries: a leader's term's, else a new term's (above `old`'s and

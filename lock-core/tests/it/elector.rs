@@ -1,6 +1,7 @@
 //! The elector end to end on a paused clock: renewal cost, step-down, failover,
 //! safety under faults, fencing tokens, last-writer-wins stores, corrupt records.
 
+use lock_core::terms::{Term, TermLog, overlaps, token_regressions};
 use lock_core::{
     CountingStore, ElectionEnd, ElectionState, FaultMode, Faults, FaultyStore, FencingToken, LeaderElectionRecord, LeaderElector,
     Leadership, LeaseStore, LockName, MemoryStore, Phase, elector::metrics as names,
@@ -21,25 +22,7 @@ fn lock() -> LockName {
     LockName::new("integration").expect("valid")
 }
 
-/// One leadership term as the leader's own work saw it.
-#[derive(Debug, Clone)]
-struct Interval {
-    who: String,
-    token: FencingToken,
-    start: Instant,
-    end: Option<Instant>,
-}
-
-type Log = Arc<Mutex<Vec<Interval>>>;
-
-/// Records the end of a term even if the work is aborted.
-struct EndGuard(Log, usize);
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        let mut log = self.0.lock().expect("log");
-        log[self.1].end.get_or_insert(Instant::now());
-    }
-}
+type Log = TermLog;
 
 struct Candidate {
     name: String,
@@ -56,15 +39,7 @@ fn candidate<S: LeaseStore + 'static>(store: S, name: &str, log: &Log) -> Candid
         .retry_period(RETRY)
         .on_started_leading(move |l| {
             let log = log.clone();
-            async move {
-                let i = {
-                    let mut log = log.lock().expect("log");
-                    log.push(Interval { who: l.identity().into(), token: l.fencing_token(), start: Instant::now(), end: None });
-                    log.len() - 1
-                };
-                let _guard = EndGuard(log, i);
-                l.lost().await;
-            }
+            async move { log.serve(l).await }
         })
         .build()
         .expect("valid config");
@@ -84,13 +59,11 @@ async fn until_not_leader(c: &mut Candidate) -> Instant {
     Instant::now()
 }
 
-fn assert_no_overlap(log: &Log) -> Vec<Interval> {
-    let mut terms = log.lock().expect("log").clone();
+fn assert_no_overlap(log: &Log) -> Vec<Term<Instant>> {
+    let found = overlaps(&log.terms());
+    assert!(found.is_empty(), "leadership overlapped: {found:?}");
+    let mut terms = log.terms();
     terms.sort_by_key(|t| t.start);
-    for pair in terms.windows(2) {
-        let end = pair[0].end.unwrap_or_else(|| panic!("term {:?} still open before {:?} started", pair[0], pair[1]));
-        assert!(end <= pair[1].start, "leadership overlapped: {:?} and {:?}", pair[0], pair[1]);
-    }
     terms
 }
 
@@ -141,7 +114,7 @@ async fn leader_steps_down_by_renew_deadline_when_the_store_hangs() {
 /// Runs `n` candidates, each through its own fault switchboard, under seeded chaos
 /// (failures, hangs, slow requests, slow responses, rival writes, crashes and
 /// restarts) until `terms` leadership terms were recorded.
-async fn chaos(seed: u64, n: usize, terms: usize) -> Vec<Interval> {
+async fn chaos(seed: u64, n: usize, terms: usize) -> Vec<Term<Instant>> {
     let memory = MemoryStore::new();
     let log = Log::default();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -153,8 +126,8 @@ async fn chaos(seed: u64, n: usize, terms: usize) -> Vec<Interval> {
         switches.push(faults);
     }
     let started = Instant::now();
-    while log.lock().expect("log").len() < terms {
-        assert!(started.elapsed() < Duration::from_secs(24 * 3600), "only {} terms in a simulated day", log.lock().expect("log").len());
+    while log.terms().len() < terms {
+        assert!(started.elapsed() < Duration::from_secs(24 * 3600), "only {} terms in a simulated day", log.terms().len());
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..15_000))).await;
         let i = rng.random_range(0..n);
         let faults = &switches[i];
@@ -201,9 +174,8 @@ async fn no_two_leadership_intervals_overlap_under_faults() {
 async fn fencing_tokens_strictly_increase_across_100_randomized_terms() {
     let terms = chaos(42, 4, 100).await;
     assert!(terms.len() >= 100);
-    for pair in terms.windows(2) {
-        assert!(pair[0].token < pair[1].token, "token did not increase: {:?} then {:?}", pair[0], pair[1]);
-    }
+    let back = token_regressions(&terms);
+    assert!(back.is_empty(), "tokens did not increase: {back:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,7 +207,7 @@ async fn a_corrupt_record_is_reported_and_never_overwritten() {
     assert!(error.contains("corrupt") && error.contains("\"integration\"") && error.contains("memory store"), "{error}");
     assert_eq!(store.inner().raw(&lock()).as_deref(), Some(&b"{\"holderIdentity\": not json"[..]), "left untouched");
     assert_eq!(store.counts().writes(), 0, "no write was even attempted");
-    assert!(log.lock().expect("log").is_empty());
+    assert!(log.terms().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -314,7 +286,7 @@ async fn a_round_trip_of_a_quarter_of_the_renew_deadline_keeps_one_term() {
     until_leader(&mut c).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(c.state.borrow().is_leader(), "{:?}", *c.state.borrow());
-    let terms = log.lock().expect("log").clone();
+    let terms = log.terms();
     assert_eq!(terms.len(), 1, "one term for 60 s, no restarts: {terms:?}");
     assert!(terms[0].end.is_none(), "{terms:?}");
     c.shutdown.cancel();
@@ -410,7 +382,7 @@ async fn leader_recampaigns_after_loss_with_a_higher_token() {
     until_leader(&mut c).await;
     let second = c.state.borrow().fencing_token.expect("token");
     assert!(second > first, "{second} after {first}");
-    assert_eq!(log.lock().expect("log").len(), 2);
+    assert_eq!(log.terms().len(), 2);
     assert_no_overlap(&log);
 }
 
@@ -670,7 +642,7 @@ async fn two_processes_with_one_identity_never_both_lead() {
     state.wait_for(ElectionState::is_leader).await.expect("alive");
     let second = candidate(memory.clone(), "twin", &log);
     tokio::time::sleep(LEASE * 4).await;
-    assert_eq!(log.lock().expect("log").len(), 1, "the second twin never took a term while the first renews: {:?}", log.lock());
+    assert_eq!(log.terms().len(), 1, "the second twin never took a term while the first renews: {:?}", log.terms());
     // The first leaves without releasing: the second takes over after the lease, as any standby.
     first.task.abort();
     let _ = first.task.await;
@@ -695,12 +667,12 @@ async fn a_leader_whose_record_a_twin_took_steps_down() {
     let _ = faulty.get(&lock()).await;
     let lost = until_not_leader(&mut first).await;
     let _ = lost;
-    let intervals = log.lock().expect("log").clone();
+    let intervals = log.terms();
     assert!(intervals[0].end.is_some(), "the work was stopped: {intervals:?}");
     let rec = memory.get(&lock()).await.expect("get").expect("record");
     assert_eq!(
         rec.record.fencing_token.map(FencingToken::get),
-        intervals[0].token.get().checked_add(1),
+        intervals[0].token.checked_add(1),
         "the twin's term was not overwritten: {:?}",
         rec.record
     );
@@ -726,7 +698,7 @@ async fn a_permanent_store_error_ends_the_election_with_that_error() {
     faults.set_mode(FaultMode::Deny);
     let end = tokio::time::timeout(RENEW, &mut leader.task).await.expect("ended by itself").expect("task");
     assert!(matches!(&end, ElectionEnd::Failed { .. }), "{end:?}");
-    assert!(log.lock().expect("log")[0].end.is_some(), "the work was stopped");
+    assert!(log.terms()[0].end.is_some(), "the work was stopped");
 }
 
 /// The log lines a test's elector writes (INFO and above), captured on this thread.

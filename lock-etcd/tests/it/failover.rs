@@ -4,8 +4,8 @@
 //! member that leads the cluster is killed. Raft never loses an acknowledged write:
 //! asserted over `FAILOVER_TRIES` tries, with the pause it causes measured.
 
-use lock_conformance::failover::{Figures, Gate, Tap, Terms, overlaps, pause_until_written, report, tries, until_acknowledged};
-use lock_core::{LeaseStore, LockName, SharedStore, StoreUrl};
+use lock_conformance::failover::{Figures, Gate, Tap, one_try, report, tries};
+use lock_core::{LockName, SharedStore, StoreUrl};
 use lock_etcd::EtcdStoreBuilder;
 use std::{
     path::PathBuf,
@@ -13,7 +13,6 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::time::Instant;
 
 fn etcd_binary() -> PathBuf {
     if let Ok(path) = std::env::var("LOCK_TEST_ETCD_BINARY") {
@@ -107,42 +106,21 @@ async fn failover_of_the_store_when_the_etcd_leader_dies_loses_no_acknowledged_w
         let gate = Gate::new();
         let tap = || Tap::new(Arc::new(open()) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}")).expect("lock");
-        let terms = Terms::default();
         let takeover = t % 2 == 1;
-        let (a, b, acked) = until_acknowledged(tap(), tap(), &gate, &lock, &terms, takeover).await;
-        let failed_at = Instant::now();
-        members[lead].kill();
         // The survivors elect a new leader; what they hold must include the acknowledged write.
-        let survivors = open();
-        let seen = loop {
-            match survivors.get(&lock).await {
-                Ok(Some(seen)) => break seen,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        if seen.version.ordinal() < acked.ordinal() {
-            if takeover {
-                figures.lost_takeovers += 1;
-            } else {
-                figures.lost_renewals += 1;
-            }
-        }
-        gate.open();
-        let pause = pause_until_written(&survivors, &lock, &seen.version, failed_at, &mut figures).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        figures.overlapping_terms += overlaps(&terms);
-        for c in [a, b] {
-            c.stop.cancel();
-            let _ = c.task.await;
-        }
+        let (kept, pause) = one_try((tap(), tap()), &gate, &lock, takeover, Duration::from_secs(3), &mut figures, async || {
+            members[lead].kill();
+            open()
+        })
+        .await;
         println!(
-            "etcd try {t}: {} write kept, next write {pause:.2?} after the leader died",
-            if takeover { "takeover" } else { "renewal" }
+            "etcd try {t}: {} write {}, next write {pause:.2?} after the leader died",
+            if takeover { "takeover" } else { "renewal" },
+            if kept { "kept" } else { "LOST" }
         );
         // The member comes back and rejoins with its data.
         members[lead].start(&cluster, "existing");
         lock_conformance::fixtures::ready(&lock_etcd::BACKEND, &url).await.expect("the cluster is whole again");
-        figures.tries += 1;
     }
     report("etcd", "three members, the leader member killed", &figures);
     assert_eq!(figures.lost_renewals + figures.lost_takeovers, 0, "{figures:?}");

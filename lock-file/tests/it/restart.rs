@@ -39,6 +39,7 @@ async fn election_survives_its_directory_being_replaced() {
     let store = ReplacedDirectory { dir: dir.clone(), away: base.join("moved-away") };
     let harness =
         lock_conformance::Harness::for_url(&lock_file::BACKEND, &format!("file://{}", dir.display()), lock_conformance::SUITE_TIMING)
+            .await
             .expect("url");
     let result = election_survives_store_restart(&harness, &store).await;
     let _ = std::fs::remove_dir_all(&base);

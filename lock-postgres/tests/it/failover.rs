@@ -10,11 +10,11 @@
 //! (`remote_apply`); with asynchronous replication the figures are only reported.
 
 use crate::support::server::{Server, TempDir, as_postgres, chown, pg_bin, run};
-use lock_conformance::failover::{self, Figures, Gate, Tap, Terms, overlaps, pause_until_written, report, tries, until_acknowledged};
-use lock_core::{LeaseStore, LockName, SharedStore};
+use lock_conformance::failover::{self, Figures, Gate, Tap, one_try, report, tries};
+use lock_core::{LockName, SharedStore};
 use lock_postgres::PostgresStore;
 use std::{path::Path, sync::Arc, time::Duration};
-use tokio::{sync::watch, time::Instant};
+use tokio::sync::watch;
 
 fn psql(port: u16, dir: &Path, sql: &str) -> String {
     let out = as_postgres(&pg_bin().join("psql"))
@@ -87,41 +87,28 @@ async fn experiment(synchronous: bool, tries: usize) -> Figures {
         let gate = Gate::new();
         let tap = || Tap::new(Arc::new(PostgresStore::builder(&url).expect("url").build().expect("store")) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}-{}", std::process::id())).expect("lock");
-        let terms = Terms::default();
         let takeover = t % 2 == 1;
-        let (a, b, acked) = until_acknowledged(tap(), tap(), &gate, &lock, &terms, takeover).await;
-        let failed_at = Instant::now();
+        let settle = failover::TIMING.lease + Duration::from_secs(1);
         // The primary's region is lost right after it acknowledged: the server dies and
-        // what was on the way to the replica with it. The replica is promoted.
-        link.send_replace(true);
-        let old = std::mem::replace(&mut primary, replica);
-        old.crash();
-        run(as_postgres(&pg_bin().join("pg_ctl")).arg("-D").arg(&primary.data).args(["promote", "-w"]).current_dir(&dir), "pg_ctl promote");
-        let seen = direct(primary.port).get(&lock).await.expect("read the new primary").expect("the lock has a record");
-        let kept = seen.version.ordinal() >= acked.ordinal();
-        if !kept {
-            if takeover {
-                figures.lost_takeovers += 1;
-            } else {
-                figures.lost_renewals += 1;
-            }
-        }
-        gate.open();
-        // The election goes on against the new primary: how long until a candidate writes again.
-        let pause = pause_until_written(&direct(primary.port), &lock, &seen.version, failed_at, &mut figures).await;
-        tokio::time::sleep(failover::TIMING.lease + Duration::from_secs(1)).await;
-        figures.overlapping_terms += overlaps(&terms);
-        for c in [a, b] {
-            c.stop.cancel();
-            let _ = c.task.await;
-        }
+        // what was on the way to the replica with it. The replica is promoted, and the
+        // election goes on against it.
+        let (kept, pause) = one_try((tap(), tap()), &gate, &lock, takeover, settle, &mut figures, async || {
+            link.send_replace(true);
+            let old = std::mem::replace(&mut primary, replica);
+            old.crash();
+            run(
+                as_postgres(&pg_bin().join("pg_ctl")).arg("-D").arg(&primary.data).args(["promote", "-w"]).current_dir(&dir),
+                "pg_ctl promote",
+            );
+            direct(primary.port)
+        })
+        .await;
         println!(
             "{name} try {t}: {} write {} by the new primary; next write {pause:.2?} after the primary died",
             if takeover { "takeover" } else { "renewal" },
             if kept { "kept" } else { "LOST" }
         );
         let _ = std::fs::remove_dir_all(dir.join(format!("node-{t}")));
-        figures.tries += 1;
     }
     figures
 }

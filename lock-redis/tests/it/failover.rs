@@ -8,14 +8,12 @@
 //! acknowledged writes the new primary lacks, and overlapping terms. Asserted: none lost
 //! with `wait_replicas=1`; the asynchronous default is only measured (it loses them).
 
-use lock_conformance::failover::{
-    self, Figures, Gate, Tap, Terms, delaying_proxy, overlaps, pause_until_written, report, tries, until_acknowledged,
-};
+use lock_conformance::failover::{self, Figures, Gate, Tap, delaying_proxy, one_try, report, tries};
 use lock_conformance::fixtures::{ServerProcess, redis_server};
-use lock_core::{LeaseStore, LockName, SharedStore};
+use lock_core::{LockName, SharedStore};
 use lock_redis::RedisStore;
 use std::{sync::Arc, time::Duration};
-use tokio::{net::TcpStream, sync::watch, time::Instant};
+use tokio::{net::TcpStream, sync::watch};
 
 /// One-way delay of the replication link.
 const REGION_DELAY: Duration = Duration::from_millis(20);
@@ -86,45 +84,28 @@ async fn experiment(wait_replicas: u32, tries: usize) -> Figures {
         let (store_a, store_b) = (connect().await, connect().await);
         let tap = |store: RedisStore| Tap::new(Arc::new(store) as SharedStore, &gate);
         let lock = LockName::new(format!("failover-{t}")).expect("lock");
-        let terms = Terms::default();
         let takeover = t % 2 == 1;
-        let (a, b, acked) = until_acknowledged(tap(store_a), tap(store_b), &gate, &lock, &terms, takeover).await;
-        let failed_at = Instant::now();
+        let settle = failover::TIMING.lease + Duration::from_secs(1);
         // The primary's region is lost right after it acknowledged: what was on the way to
         // the replica is lost with it. The replica is promoted and takes the address.
-        link.send_replace(true);
-        primary.kill();
-        command(replica.port, &["REPLICAOF", "NO", "ONE"]).await;
-        to.send_replace(replica.port);
-        let direct = RedisStore::builder(&format!("redis://127.0.0.1:{}/0?prefix=failover/", replica.port))
-            .expect("url")
-            .connect()
-            .await
-            .expect("the new primary");
-        let seen = direct.get(&lock).await.expect("read the new primary").expect("the lock has a record");
-        let kept = seen.version.ordinal() >= acked.ordinal();
-        if !kept {
-            if takeover {
-                figures.lost_takeovers += 1;
-            } else {
-                figures.lost_renewals += 1;
-            }
-        }
-        gate.open();
-        let pause = pause_until_written(&direct, &lock, &seen.version, failed_at, &mut figures).await;
-        tokio::time::sleep(failover::TIMING.lease + Duration::from_secs(1)).await;
-        figures.overlapping_terms += overlaps(&terms);
-        for c in [a, b] {
-            c.stop.cancel();
-            let _ = c.task.await;
-        }
+        let (kept, pause) = one_try((tap(store_a), tap(store_b)), &gate, &lock, takeover, settle, &mut figures, async || {
+            link.send_replace(true);
+            primary.kill();
+            command(replica.port, &["REPLICAOF", "NO", "ONE"]).await;
+            to.send_replace(replica.port);
+            RedisStore::builder(&format!("redis://127.0.0.1:{}/0?prefix=failover/", replica.port))
+                .expect("url")
+                .connect()
+                .await
+                .expect("the new primary")
+        })
+        .await;
         println!(
             "redis wait_replicas={wait_replicas} try {t}: {} write {} by the promoted replica; next write {pause:.2?} after the primary died",
             if takeover { "takeover" } else { "renewal" },
             if kept { "kept" } else { "LOST" }
         );
         replica.kill();
-        figures.tries += 1;
     }
     figures
 }

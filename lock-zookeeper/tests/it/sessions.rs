@@ -5,7 +5,7 @@
 //! password shows.
 
 use lock_conformance::{
-    failover::{Gate, TIMING, Tap, Terms, candidate, delaying_proxy, overlaps},
+    failover::{Gate, TIMING, Tap, TermLog, candidate, delaying_proxy, overlaps},
     fixtures::{random_secret, zookeeper_server},
 };
 use lock_core::{ElectionState, Error, LeaderElectionRecord, LeaseStore, LockName, SharedStore};
@@ -26,7 +26,7 @@ async fn a_cut_off_leader_steps_down_before_its_lease_ends_and_leads_again_on_a_
         .expect("connects");
     store.ensure_prefix().await.expect("prefix");
     let lock = LockName::new("session-loss").expect("lock");
-    let terms = Terms::default();
+    let terms = TermLog::default();
     let first_session = store.session_id().await;
     let mut leader = candidate(Tap::new(Arc::new(store.clone()) as SharedStore, &Gate::new()), &lock, "alpha", &terms);
     tokio::time::timeout(Duration::from_secs(20), leader.state.wait_for(ElectionState::is_leader)).await.expect("leads").expect("alive");
@@ -48,7 +48,7 @@ async fn a_cut_off_leader_steps_down_before_its_lease_ends_and_leads_again_on_a_
         .expect("alive");
     println!("zookeeper: leading again {:.2} s after the network returned", back.elapsed().as_secs_f64());
     assert_ne!(store.session_id().await, first_session, "the expired session was replaced by a new one");
-    assert_eq!(overlaps(&terms), 0);
+    assert_eq!(overlaps(&terms.terms()), vec![]);
     leader.stop.cancel();
     let _ = leader.task.await;
     server.kill();
