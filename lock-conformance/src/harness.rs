@@ -86,9 +86,14 @@ impl Harness<Connect> {
     /// The harness of the store a URL names, opened through its backend (each connect
     /// a new client, as another process would have): how every backend's tests, the
     /// semantics report and `highlander conformance` build the store under test.
-    pub fn for_url(backend: &'static dyn Backend, url: &str, timing: Timing) -> lock_core::Result<Self> {
+    ///
+    /// The store is opened once here, so a URL the backend refuses (a misspelt
+    /// parameter, a missing secret) fails now, once, with the backend's own message,
+    /// rather than as every check's "cannot connect".
+    pub async fn for_url(backend: &'static dyn Backend, url: &str, timing: Timing) -> lock_core::Result<Self> {
         let url = StoreUrl::parse(url)?;
         let options = OpenOptions::new(timing);
+        drop(backend.open(&url, &options).await?);
         let connect: Connect = Box::new(move || {
             let url = url.clone();
             Box::pin(async move { backend.open(&url, &options).await })
@@ -229,4 +234,18 @@ macro_rules! ensure {
 pub fn unique_lock(check: &str) -> LockName {
     let suffix: u32 = rand::random();
     LockName::new(format!("conformance/{check}/{suffix:08x}")).expect("check names make valid lock names")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_url_the_backend_refuses_fails_once_up_front_with_its_reason() {
+        let refused = Harness::for_url(&lock_core::backend::MEMORY, "memory://x?shrad=1", crate::SUITE_TIMING).await.map(drop);
+        let error = refused.expect_err("a misspelt parameter is refused here").to_string();
+        assert!(error.contains("shrad"), "{error}");
+        let harness = Harness::for_url(&lock_core::backend::MEMORY, "memory://x", crate::SUITE_TIMING).await.expect("a good URL");
+        assert!(harness.connect().await.is_ok());
+    }
 }

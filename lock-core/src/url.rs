@@ -143,6 +143,24 @@ impl StoreUrl {
         &self.path
     }
 
+    /// The local file or directory a URL of a scheme that names one points at, as an
+    /// absolute path: `SCHEME:///var/lib/x` is `/var/lib/x` (the empty authority is
+    /// this machine; `localhost` is accepted as the same). `what` names the thing in
+    /// errors ("database file", "directory"). Neither user-info nor another host is.
+    pub fn local_path(&self, what: &str) -> Result<std::path::PathBuf> {
+        let scheme = &self.scheme;
+        self.no_userinfo(&format!("a local {what} has no credentials"))?;
+        if self.hosts.len() > 1 || self.hosts.iter().any(|h| h != "localhost") {
+            return Err(config(format!(
+                "{scheme}:// URLs name a local {what} by its absolute path, as in {scheme}:///var/lib/highlander/leases (three slashes, no host)"
+            )));
+        }
+        if self.path.is_empty() {
+            return Err(config(format!("{scheme}:// URL needs a {what}, as in {scheme}:///var/lib/highlander/leases")));
+        }
+        Ok(std::path::PathBuf::from(format!("/{}", self.path)))
+    }
+
     /// The query parameters, for the backend to take one by one.
     #[must_use]
     pub fn params(&self) -> Params<'_> {
@@ -304,6 +322,21 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_path_keeps_its_leading_slash_and_refuses_hosts() {
+        let url = StoreUrl::parse("sqlite:///var/lib/leases.db?x=1").expect("parses");
+        assert_eq!(url.path(), "var/lib/leases.db");
+        assert_eq!(url.local_path("database file").expect("local"), std::path::Path::new("/var/lib/leases.db"));
+        let localhost = StoreUrl::parse("sqlite://localhost/tmp/a%20b.db").expect("parses");
+        assert_eq!(localhost.local_path("database file").expect("local"), std::path::Path::new("/tmp/a b.db"));
+        let remote = StoreUrl::parse("sqlite://db.example/leases.db").expect("parses").local_path("database file").expect_err("a host");
+        assert!(remote.to_string().contains("sqlite:// URLs name a local database file"), "{remote}");
+        let empty = StoreUrl::parse("sqlite://").expect("parses").local_path("database file").expect_err("no path");
+        assert!(empty.to_string().contains("needs a database file"), "{empty}");
+        let secret = StoreUrl::parse("sqlite://u:hunter2@/x.db").expect("parses").local_path("database file").expect_err("userinfo");
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
+    }
 
     #[test]
     fn urls_split_into_user_hosts_path_and_parameters() {
