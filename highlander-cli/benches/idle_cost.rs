@@ -13,6 +13,7 @@
 //! one cargo built for the bench — CI measures the release binary it puts in the image,
 //! and builds this harness (which only spawns and samples) as a debug build.
 
+use lock_conformance::procfs;
 use lock_core::{LeaseStore, LockName};
 use lock_gist::{
     GistStore,
@@ -26,8 +27,6 @@ use std::{
 const TOKEN: &str = "emulator-token";
 const RSS_BUDGET_MB: f64 = 20.0;
 const CPU_BUDGET_PERCENT: f64 = 1.0;
-/// /proc reports CPU time in USER_HZ ticks, 100 per second on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 struct Candidate(Child);
 
@@ -40,19 +39,9 @@ impl Drop for Candidate {
 
 /// (CPU seconds used, resident MB, peak resident MB) of a process.
 fn sample(pid: u32) -> (f64, f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the candidate is alive");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .expect("a memory figure")
-    };
-    (ticks / TICKS_PER_SECOND, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    let stat = procfs::stat(pid).expect("the candidate is alive");
+    let memory = procfs::memory(pid).expect("the candidate is alive");
+    (stat.cpu_seconds(), memory.resident_mb, memory.peak_resident_mb)
 }
 
 fn main() -> ExitCode {

@@ -17,7 +17,7 @@ pub(crate) struct Args {
     /// 1500ms, retry period 300ms; slow stores need longer).
     #[command(flatten)]
     timing: crate::TimingArgs,
-    /// Create what the store needs if it is missing: a table, bucket, directory or prefix znode (Postgres, DynamoDB, S3, Spanner, file, ZooKeeper).
+    /// Create what the store needs if it is missing (a table, a bucket or container, a directory, a prefix znode, a database file: each store's README says).
     #[arg(long)]
     create: bool,
     /// Print the report as JSON instead of the Markdown table.
@@ -40,7 +40,7 @@ pub(crate) async fn conformance(args: Args) -> Result<ExitCode, String> {
         create_if_missing(&args.store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;
     }
     // Each connect is a new client, as another process would have; the raw back door goes through one too.
-    let harness = Harness::for_url(backend, &args.store, timing).map_err(|e| e.to_string())?;
+    let harness = Harness::for_url(backend, &args.store, timing).await.map_err(|e| e.to_string())?;
     // Fail in one line if the store cannot be used at all.
     let store = harness.connect().await.map_err(|e| e.to_string())?;
     highlander::probe(&*store, &OpenOptions::new(timing)).await.map_err(|e| e.to_string())?;

@@ -35,9 +35,9 @@ async fn release(store: &dyn LeaseStore, lock: &LockName, expected: &str, force:
     };
     if seen.version.as_str() != expected {
         return Err(format!(
-            "lock {lock:?} in {store} is at version {} now, not {}: it changed since you looked; run highlander status again",
-            seen.version.as_str(),
-            Escaped(expected)
+            "lock {lock:?} in {store} is at version {} now, not {}: it changed since you looked (or the version lost its quotes on the way: paste it as status shows it); run highlander status again",
+            crate::status::shell_quoted(seen.version.as_str()),
+            crate::status::shell_quoted(&highlander::display::Unquoted(expected).to_string())
         ));
     }
     let r = &seen.record;

@@ -61,7 +61,7 @@ pub(crate) struct Args {
     /// lease − renew deadline − clock margin, the most it may be).
     #[arg(long, value_parser = crate::duration)]
     grace: Option<Duration>,
-    /// Create what the store needs if it is missing: a table, bucket, directory or prefix znode (Postgres, DynamoDB, S3, Spanner, file, ZooKeeper).
+    /// Create what the store needs if it is missing (a table, a bucket or container, a directory, a prefix znode, a database file: each store's README says).
     #[arg(long)]
     create: bool,
     /// Exit when leadership is lost instead of campaigning again.
@@ -323,7 +323,7 @@ fn reap_orphans(guards: Arc<Mutex<HashSet<i32>>>) -> Result<(), String> {
     tokio::spawn(async move {
         while children.recv().await.is_some() {
             let me = nix::unistd::getpid().as_raw();
-            for crate::tree::Process { pid, state, ppid, pgrp } in crate::tree::processes() {
+            for (pid, lock_conformance::procfs::Stat { state, ppid, pgrp, .. }) in lock_conformance::procfs::processes() {
                 // Not our own children (guards, or a process a library started, such as an
                 // AWS credential_process, which share our process group): their handles
                 // reap them. Orphans come from the commands' groups and sessions.

@@ -187,7 +187,7 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
         (false, _) => "(none: released)".into(),
     };
     Ok(format!(
-        "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {}\ntransitions    {}\nfencing token  {}",
+        "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {}\ntransitions    {}\nfencing token  {}\nversion        {}",
         Unquoted(lock.as_str()),
         time(r.acquire_time).unwrap_or_else(|| "-".into()),
         time(r.renew_time).unwrap_or_else(|| "-".into()),
@@ -195,7 +195,18 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
         expiry.describe(),
         r.leader_transitions,
         r.fencing_token.map_or_else(|| "-".into(), |t| t.to_string()),
+        shell_quoted(seen.version.as_str()),
     ))
+}
+
+/// A store's version as a shell word, to paste after `reset --expect-version` (an ETag
+/// carries double quotes).
+pub(crate) fn shell_quoted(version: &str) -> String {
+    if version.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/+=".contains(c)) {
+        version.to_string()
+    } else {
+        format!("'{}'", version.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +216,17 @@ mod tests {
 
     fn held(renewed: chrono::DateTime<chrono::Utc>) -> LeaderElectionRecord {
         LeaderElectionRecord::new("holder", 15, renewed)
+    }
+
+    #[test]
+    fn versions_are_shown_as_shell_words_reset_takes_back() {
+        assert_eq!(shell_quoted("42"), "42");
+        assert_eq!(shell_quoted("7:1234"), "7:1234");
+        assert_eq!(shell_quoted("\"0x8DC1\""), "'\"0x8DC1\"'");
+        assert_eq!(shell_quoted("it's"), r"'it'\''s'");
+        let word = shell_quoted("\"0x8DC1\"");
+        let echoed = std::process::Command::new("sh").args(["-c", &format!("printf %s {word}")]).output().expect("sh");
+        assert_eq!(String::from_utf8_lossy(&echoed.stdout), "\"0x8DC1\"", "the shell gives back the version");
     }
 
     #[test]

@@ -10,40 +10,13 @@ use nix::{
 };
 use std::collections::HashMap;
 
-/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and
-/// may hold anything): the state first, then the parent's pid.
-fn stat(pid: impl std::fmt::Display) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(stat.rsplit_once(')')?.1.to_string())
-}
-
-/// A process as `/proc` lists it.
-pub(crate) struct Process {
-    pub(crate) pid: i32,
-    /// `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
-    pub(crate) state: char,
-    pub(crate) ppid: i32,
-    pub(crate) pgrp: i32,
-}
-
-/// Every process `/proc` lists now (those that vanish while it is read are left out).
-pub(crate) fn processes() -> impl Iterator<Item = Process> {
-    std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|entry| {
-        let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
-        let rest = stat(pid)?;
-        let mut fields = rest.split_whitespace();
-        let state = fields.next()?.chars().next()?;
-        let ppid = fields.next()?.parse().ok()?;
-        let pgrp = fields.next()?.parse().ok()?;
-        Some(Process { pid, state, ppid, pgrp })
-    })
-}
+use lock_conformance::procfs;
 
 /// The live (not zombie) descendants of `root`, parents before children.
 pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in processes().filter(|p| p.state != 'Z' && p.state != 'X') {
-        children.entry(p.ppid).or_default().push(p.pid);
+    for (pid, stat) in procfs::processes().filter(|(_, s)| !s.exited()) {
+        children.entry(stat.ppid).or_default().push(pid);
     }
     let mut found = Vec::new();
     let mut queue = vec![root.as_raw()];
@@ -67,27 +40,17 @@ pub(crate) fn foreign_descendants(root: Pid) -> Vec<Pid> {
 /// A live (not zombie) process's start time (clock ticks since boot), which with its
 /// pid names it uniquely; `None` if it is gone.
 pub(crate) fn start_time(pid: Pid) -> Option<u64> {
-    let rest = stat(pid)?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // Field 22 of stat; the state was field 3.
-    fields.nth(18)?.parse().ok()
+    procfs::stat(pid).filter(|s| !s.exited()).map(|s| s.start_time)
 }
 
 /// A process's state letter from `/proc` (`D`: uninterruptible sleep), `?` if gone.
 pub(crate) fn state(pid: Pid) -> char {
-    stat(pid).and_then(|rest| rest.trim_start().chars().next()).unwrap_or('?')
+    procfs::stat(pid).map_or('?', |s| s.state)
 }
 
 /// The live children of `parent`.
 pub(crate) fn children(parent: Pid) -> Vec<Pid> {
-    descendants(parent)
-        .into_iter()
-        .filter(|pid| stat(pid).is_some_and(|rest| rest.split_whitespace().nth(1) == Some(parent.as_raw().to_string().as_str())))
-        .collect()
+    procfs::processes().filter(|(_, s)| !s.exited() && s.ppid == parent.as_raw()).map(|(pid, _)| Pid::from_raw(pid)).collect()
 }
 
 /// Sends `signal` to the process group `group` (if any) and to every descendant of

@@ -15,6 +15,7 @@
 //! `MANY_LOCKS_STORE=postgres://… cargo bench -p highlander --bench many_locks`
 
 use highlander::{CountingStore, LeaderElector, LockName, OpenOptions, Timing, clock::boottime};
+use lock_conformance::procfs;
 use std::{
     collections::{BTreeMap, HashSet},
     io::{BufRead, BufReader, Write},
@@ -97,12 +98,7 @@ struct Seen {
 }
 
 fn sample_proc(pid: u32) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
-    Some((ticks / 100.0, kb / 1024.0))
+    Some((procfs::stat(pid)?.cpu_seconds(), procfs::memory(pid)?.resident_mb))
 }
 
 /// TCP connections of `pid` to `port`, from its sockets and its view of /proc/net/tcp.

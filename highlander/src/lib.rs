@@ -15,12 +15,14 @@
 //! ```
 //!
 //! Backends are cargo features (`postgres`, `etcd`, `dynamodb`, `s3`, `gist`, `file`,
-//! `spanner`, `redis`, `zookeeper`, all on by default); a URL whose feature is off gets an error naming the feature. Each
+//! `spanner`, `redis`, `zookeeper`, `azblob`, `aztable`, all on by default); a URL whose feature is off gets an error naming the feature. Each
 //! backend crate parses its own URLs ([`Backend`]); this crate only dispatches on the
 //! scheme.
 
 pub mod demo;
 
+#[cfg(any(feature = "azblob", feature = "aztable"))]
+pub use lock_azure;
 pub use lock_core::{self, *};
 #[cfg(feature = "dynamodb")]
 pub use lock_dynamodb;
@@ -41,7 +43,7 @@ pub use lock_spanner;
 #[cfg(feature = "zookeeper")]
 pub use lock_zookeeper;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Declares the backends: one line each, `"feature" [schemes…] => backend`, compiled in
 /// when the feature is on and named in an error when it is off (a test checks the
@@ -72,14 +74,59 @@ backends! {
     "spanner" ["spanner"] => lock_spanner::BACKEND,
     "redis" ["redis", "rediss"] => lock_redis::BACKEND,
     "zookeeper" ["zookeeper"] => lock_zookeeper::BACKEND,
+    "azblob" ["azblob"] => lock_azure::BLOB,
+    "aztable" ["aztable"] => lock_azure::TABLE,
+}
+
+/// Backends of other crates, installed in this process by [`install_backends`].
+static INSTALLED: RwLock<Vec<&'static dyn Backend>> = RwLock::new(Vec::new());
+
+/// Adds backends from crates outside this one (a store of your own) to those compiled
+/// in, for this process: from then on [`open`], [`backends`], [`schemes`] and every
+/// `highlander` subcommand built with `highlander_cli::main_with` know their schemes.
+/// Call it once, at the start of `main`. A scheme that is already known (compiled in or
+/// installed before) is an error naming it, and nothing is installed.
+pub fn install_backends(extra: &[&'static dyn Backend]) -> Result<()> {
+    let mut installed = INSTALLED.write().unwrap_or_else(PoisonError::into_inner);
+    let mut taken: Vec<&str> = BACKENDS.iter().chain(installed.iter()).flat_map(|b| b.schemes().iter().copied()).collect();
+    taken.extend(FEATURE_SCHEMES.iter().flat_map(|(_, schemes)| schemes.iter().copied()));
+    for backend in extra {
+        if backend.schemes().is_empty() {
+            return Err(Error::Config(format!("the backend for {} answers to no URL scheme", backend.grammar())));
+        }
+        for scheme in backend.schemes() {
+            // URLs' schemes are matched lower-case, as StoreUrl reads them.
+            let usable = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+                && scheme.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            if !usable {
+                return Err(Error::Config(format!(
+                    "the backend for {} answers to {scheme:?}, which no URL can name: a scheme is lower-case letters, digits, + - .",
+                    backend.grammar()
+                )));
+            }
+            if taken.contains(scheme) {
+                return Err(Error::Config(format!("the {scheme}:// scheme already has a backend: one scheme, one backend")));
+            }
+            taken.push(scheme);
+        }
+    }
+    installed.extend_from_slice(extra);
+    Ok(())
+}
+
+/// Every backend of this process: those compiled in ([`BACKENDS`]), then those installed.
+#[must_use]
+pub fn backends() -> Vec<&'static dyn Backend> {
+    let installed = INSTALLED.read().unwrap_or_else(PoisonError::into_inner);
+    BACKENDS.iter().copied().chain(installed.iter().copied()).collect()
 }
 
 /// The backend for a URL's scheme, or an error naming the feature to enable (or the
 /// schemes there are).
 pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
     let scheme = url.scheme();
-    if let Some(b) = BACKENDS.iter().find(|b| b.schemes().contains(&scheme)) {
-        return Ok(*b);
+    if let Some(b) = backends().into_iter().find(|b| b.schemes().contains(&scheme)) {
+        return Ok(b);
     }
     if let Some((feature, _)) = FEATURE_SCHEMES.iter().find(|(_, schemes)| schemes.contains(&scheme)) {
         return Err(Error::Config(format!(
@@ -92,7 +139,7 @@ pub fn backend(url: &StoreUrl) -> Result<&'static dyn Backend> {
 /// Every URL scheme compiled in, as `scheme://`, for help text.
 #[must_use]
 pub fn schemes() -> Vec<String> {
-    BACKENDS.iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect()
+    backends().into_iter().flat_map(|b| b.schemes()).map(|s| format!("{s}://")).collect()
 }
 
 /// Opens the store a URL names and checks it can be used: one read of a probe lock,
@@ -138,7 +185,7 @@ pub fn secret_env(url: &str) -> Result<&'static [&'static str]> {
 /// not given, whichever store holds the lock.
 #[must_use]
 pub fn every_secret_env() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = BACKENDS.iter().flat_map(|b| b.secret_env().iter().copied()).collect();
+    let mut names: Vec<&'static str> = backends().into_iter().flat_map(|b| b.secret_env().iter().copied()).collect();
     names.push("HIGHLANDER_STORE");
     names.sort_unstable();
     names.dedup();
@@ -148,12 +195,10 @@ pub fn every_secret_env() -> Vec<&'static str> {
 /// One bounded read, turning "no answer" into an error that names the store.
 pub async fn probe(store: &dyn LeaseStore, options: &OpenOptions) -> Result<()> {
     let lock = LockName::new("highlander-probe")?;
-    match tokio::time::timeout(options.call_timeout, store.get(&lock)).await {
-        Ok(Ok(_)) => Ok(()),
+    match lock_core::bounded(&lock, &store, "get", options.call_timeout, store.get(&lock)).await {
         // A probe record that does not decode is someone's data, not our problem.
-        Ok(Err(Error::Corrupt { .. })) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Timeout { lock, store: store.to_string(), operation: "get", after: options.call_timeout }),
+        Ok(_) | Err(Error::Corrupt { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -172,7 +217,9 @@ mod tests {
         feature = "file",
         feature = "spanner",
         feature = "redis",
-        feature = "zookeeper"
+        feature = "zookeeper",
+        feature = "azblob",
+        feature = "aztable"
     ))]
     fn each_feature_declares_its_backends_schemes() {
         assert_eq!(BACKENDS.len(), FEATURES.len() + 1, "every feature is compiled in for this test");
@@ -202,6 +249,48 @@ mod tests {
             .map(|(list, _)| list.split(", ").map(|f| f.trim_matches('`')).collect::<Vec<_>>())
             .expect("highlander/README.md lists the features: behind a cargo feature (`a`, `b`; …)");
         assert_eq!(features, FEATURES, "highlander/README.md's feature list");
+    }
+
+    /// A backend of another crate: memory stores under its own scheme.
+    struct Outside(&'static [&'static str]);
+
+    #[async_trait]
+    impl Backend for Outside {
+        fn schemes(&self) -> &'static [&'static str] {
+            self.0
+        }
+        fn grammar(&self) -> &'static str {
+            "outside://NAME"
+        }
+        fn secret_env(&self) -> &'static [&'static str] {
+            &["OUTSIDE_TOKEN"]
+        }
+        async fn open(&self, url: &StoreUrl, options: &OpenOptions) -> Result<Arc<dyn RawAccess>> {
+            let inner = StoreUrl::parse(&format!("memory://outside-{}", url.single_host("name")?))?;
+            lock_core::backend::MEMORY.open(&inner, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_installed_backend_is_opened_listed_and_its_secrets_withheld() {
+        static OUTSIDE: Outside = Outside(&["outside", "outside2"]);
+        static CLASH: Outside = Outside(&["elsewhere", "postgres"]);
+        static TWICE: Outside = Outside(&["outside"]);
+        static UPPER: Outside = Outside(&["Outside3"]);
+        assert!(open("outside://a").await.is_err_and(|e| e.to_string().contains("unknown store scheme")));
+        install_backends(&[&OUTSIDE]).expect("a new scheme installs");
+        assert!(open("outside://a").await.is_ok());
+        assert!(schemes().contains(&"outside2://".to_string()), "{:?}", schemes());
+        assert!(every_secret_env().contains(&"OUTSIDE_TOKEN"));
+        assert_eq!(backends().len(), BACKENDS.len() + 1);
+        for (clash, scheme) in [(&CLASH, "postgres"), (&TWICE, "outside")] {
+            let error = install_backends(&[clash]).expect_err("a taken scheme").to_string();
+            assert!(error.contains(&format!("the {scheme}:// scheme already has a backend")), "{error}");
+        }
+        let error = install_backends(&[&UPPER]).expect_err("upper case").to_string();
+        assert!(error.contains("which no URL can name"), "{error}");
+        assert!(open("elsewhere://a").await.is_err(), "nothing of a refused list is installed");
+        assert_eq!(backends().len(), BACKENDS.len() + 1);
     }
 
     #[tokio::test]

@@ -46,7 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("highlander-semantics-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file =
-        lock_conformance::Harness::for_url(&lock_file::BACKEND, &format!("file://{}", dir.display()), lock_conformance::SUITE_TIMING)?;
+        lock_conformance::Harness::for_url(&lock_file::BACKEND, &format!("file://{}", dir.display()), lock_conformance::SUITE_TIMING)
+            .await?;
 
     let backends: Vec<(&str, Box<dyn StoreHarness>)> = vec![
         ("memory", Box::new(MemoryHarness::new())),

@@ -82,7 +82,7 @@ pub(crate) struct Args {
     // The store URL; its help lists what chaos can stand in front of.
     #[arg(long, env = "HIGHLANDER_STORE", hide_env_values = true, help = url::store_help())]
     store: String,
-    /// Create the store's table or bucket if it is missing.
+    /// Create what the store needs if it is missing (a table, a bucket or container, a directory, a prefix znode, a database file).
     #[arg(long)]
     create: bool,
     /// How many faults to inject, one per round.

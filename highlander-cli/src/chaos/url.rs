@@ -20,8 +20,8 @@ enum RouteKind {
 
 /// The `--store` help of chaos: each backend compiled in, with what chaos needs of its URL.
 pub(crate) fn store_help() -> String {
-    let kinds: Vec<String> = highlander::BACKENDS
-        .iter()
+    let kinds: Vec<String> = highlander::backends()
+        .into_iter()
         .filter_map(|b| {
             let scheme = b.schemes().first()?;
             match b.address() {

@@ -2,4 +2,5 @@
 //! broken stores fail it (the memory stores without are run whole by the report's own test).
 
 mod broken;
+mod guide;
 mod memory_watch;
