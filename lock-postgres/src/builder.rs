@@ -1,6 +1,7 @@
 //! Building a store: TLS, the pool, the settings checked.
 
 use super::*;
+use crate::advisory;
 
 /// How to secure the connection. Whenever TLS is used the server's certificate is
 /// verified, host name included, against Mozilla's root certificates or the ones
@@ -102,6 +103,9 @@ impl PostgresStoreBuilder {
             notify_prefix,
             statement_timeout: self.statement_timeout,
             cancel: self.cancel,
+            advisory: self.advisory,
+            direct: self.listen.is_some(),
+            sessions: advisory::Sessions::default(),
             cancels: tokio::sync::Semaphore::new(1),
             hub: Arc::default(),
             stop: tokio::sync::watch::channel(()).0,

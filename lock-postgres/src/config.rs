@@ -27,6 +27,7 @@ const PARAMS: &[&str] = &[
     "listen",
     "notify",
     "cancel",
+    "advisory",
 ];
 
 /// Builds a [`PostgresStore`].
@@ -46,6 +47,8 @@ pub struct PostgresStoreBuilder {
     pub(crate) notify: bool,
     /// Whether to cancel statements that outlive their timeout.
     pub(crate) cancel: bool,
+    /// Whether a holder's writes also need its session's advisory lock.
+    pub(crate) advisory: bool,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -108,6 +111,7 @@ impl PostgresStoreBuilder {
             listen: None,
             notify: true,
             cancel: true,
+            advisory: false,
         }
     }
 
@@ -206,6 +210,7 @@ impl PostgresStoreBuilder {
         }
         builder.notify = p.flag_or("notify", true)?;
         builder.cancel = p.flag_or("cancel", true)?;
+        builder.advisory = p.flag_or("advisory", false)?;
         p.finish(PARAMS)?;
         Ok(builder.with_env())
     }
@@ -274,6 +279,19 @@ impl PostgresStoreBuilder {
     /// transaction mode, which can crash on any cancel request.
     pub fn cancel_on_timeout(mut self, yes: bool) -> Self {
         self.cancel = yes;
+        self
+    }
+
+    /// Advisory-lock mode (default false; the URL's `advisory=true`): a write that
+    /// names a holder must also hold a session-level `pg_try_advisory_lock` on a
+    /// connection of that holder's own, kept while the lease it wrote lasts. The row
+    /// still decides; the lock is a second gate, and a session the server keeps (a
+    /// paused holder, a partition) holds off every other holder until it ends. One
+    /// more connection per lock held, one more round trip per write. Needs a real
+    /// session: through a transaction-mode pooler, give the server's address with
+    /// [`listen_directly`](Self::listen_directly).
+    pub fn advisory_locks(mut self, yes: bool) -> Self {
+        self.advisory = yes;
         self
     }
 
@@ -373,7 +391,12 @@ impl Backend for PostgresBackend {
         // Learn now whether notifications arrive (they do not through a transaction-mode
         // pooler), so the store declares what it delivers; an unreachable server is
         // left for the first call to report.
-        let _ = tokio::time::timeout(Duration::from_secs(10), store.check_notifications()).await;
+        let heard = tokio::time::timeout(Duration::from_secs(10), store.check_notifications()).await;
+        if store.advisory_without_session(matches!(heard, Ok(Ok(false)))) {
+            return Err(Error::Config(format!(
+                "{store}: advisory locks need a session of their own, and notifications do not reach this address (a transaction-mode pooler?): add listen=HOST:PORT of the server itself to the URL, or drop advisory=true"
+            )));
+        }
         Ok(Arc::new(store))
     }
 
@@ -399,6 +422,8 @@ mod tests {
         assert_eq!(b.root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
         assert_eq!(b.connect_timeout, Duration::from_secs(3));
         assert_eq!(b.config.get_user(), Some("app"));
+        assert!(!b.advisory, "advisory locks are off unless asked for");
+        assert!(parse("postgres://app@db/ops?advisory=true").expect("parses").advisory);
         let b = parse("postgresql://app@db").expect("parses");
         assert_eq!(endpoint(&b.config), "db:5432/app", "the database defaults to the user's name");
     }
@@ -414,6 +439,7 @@ mod tests {
             ("postgres://app:hunter2@/x", "needs a host"),
             ("postgres://app:hunter2@db/x/y", "database name alone"),
             ("postgres://app:hunter2@db/x?connect_timeout=0", "connect_timeout"),
+            ("postgres://app:hunter2@db/x?advisory=maybe", "advisory"),
         ] {
             let e = match parse(url).and_then(PostgresStoreBuilder::build) {
                 Ok(_) => panic!("{url} was accepted"),

@@ -16,10 +16,13 @@
 //! # }
 //! ```
 //!
-//! Every call is one statement and one round trip; no advisory locks, no session
-//! state and no named prepared statements, so it works through a transaction-mode
-//! pooler (PgBouncer). See the README for the SQL, the grants and the semantics.
+//! Every call is one statement and one round trip; no session state and no named
+//! prepared statements, so it works through a transaction-mode pooler (PgBouncer).
+//! Advisory-lock mode ([`PostgresStoreBuilder::advisory_locks`]) adds a session-level
+//! advisory lock per held lock as a second gate. See the README for the SQL, the grants
+//! and the semantics.
 
+mod advisory;
 mod builder;
 mod cancel;
 mod config;
@@ -67,7 +70,12 @@ struct Inner {
     cancels: tokio::sync::Semaphore,
     /// The watchers of every lock, fed by one LISTEN connection.
     hub: Arc<lock_core::WatchHub>,
-    /// Dropped with the store: stops the LISTEN task.
+    /// Advisory-lock mode: a write naming a holder needs that holder's session lock too.
+    advisory: bool,
+    /// Whether sessions (LISTEN, advisory locks) go to an address of their own.
+    direct: bool,
+    sessions: advisory::Sessions,
+    /// Dropped with the store: stops the LISTEN task (and closes the advisory sessions).
     stop: tokio::sync::watch::Sender<()>,
     /// Whether notifications reach us: unknown until a LISTEN has heard its own probe.
     notifications: std::sync::atomic::AtomicU8,
@@ -90,13 +98,15 @@ impl fmt::Debug for PostgresStore {
             .field("endpoint", &self.inner.endpoint)
             .field("table", &self.inner.qualified)
             .field("tls", &self.inner.tls)
+            .field("advisory", &self.inner.advisory)
             .finish()
     }
 }
 
 impl fmt::Display for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "postgres {} table {}", self.inner.endpoint, self.inner.qualified)
+        write!(f, "postgres {} table {}", self.inner.endpoint, self.inner.qualified)?;
+        if self.inner.advisory { f.write_str(" (advisory locks)") } else { Ok(()) }
     }
 }
 
@@ -197,6 +207,12 @@ impl PostgresStore {
         }
     }
 
+    /// Whether advisory locks would be taken through a transaction-mode pooler (one
+    /// that does not deliver notifications) with no direct address for sessions.
+    pub(crate) fn advisory_without_session(&self, no_notifications: bool) -> bool {
+        self.inner.advisory && no_notifications && !self.inner.direct
+    }
+
     fn error(&self, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
         errors::postgres(self, lock, e)
     }
@@ -219,8 +235,59 @@ fn text(lock: &LockName, raw: &Bytes) -> Result<String> {
     std::str::from_utf8(raw).map(str::to_string).map_err(|e| Error::Config(format!("lock {lock:?}: record is not UTF-8: {e}")))
 }
 
+/// How long the lease a record grants lasts (at least a second).
+fn lease_of(rec: &LeaderElectionRecord) -> Duration {
+    Duration::from_secs(u64::from(rec.lease_duration_seconds).max(1))
+}
+
+impl PostgresStore {
+    /// The holder a write must hold the advisory lock for: none outside advisory mode
+    /// and for a release.
+    fn gated<'r>(&self, rec: &'r LeaderElectionRecord) -> Option<&'r str> {
+        Some(rec.holder_identity.as_str()).filter(|h| self.inner.advisory && !h.is_empty())
+    }
+
+    /// After a gated write: what its holder's session keeps (a version) or gives up.
+    async fn after_gated_write(&self, lock: &LockName, holder: &str, result: &Result<Version>) {
+        match result {
+            Ok(v) => self.wrote_advisory(lock, holder, Some(v)).await,
+            Err(Error::Conflict { .. } | Error::NotFound { .. } | Error::AlreadyExists { .. }) => {
+                self.wrote_advisory(lock, holder, None).await;
+            }
+            // Unknown whether it was written: the session lasts until the lease it holds ends.
+            Err(_) => {}
+        }
+    }
+}
+
 #[async_trait]
 impl LeaseStore for PostgresStore {
+    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+        let Some(holder) = self.gated(rec) else { return self.create_row(lock, rec).await };
+        if !self.hold_advisory(lock, holder, lease_of(rec)).await? {
+            return Err(self.gate_refused(lock, true).await);
+        }
+        let result = self.create_row(lock, rec).await;
+        self.after_gated_write(lock, holder, &result).await;
+        result
+    }
+
+    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+        let Some(holder) = self.gated(rec) else {
+            let result = self.update_row(lock, expected, rec).await;
+            if self.inner.advisory && matches!(result, Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. })) {
+                self.released_advisory(lock, expected).await;
+            }
+            return result;
+        };
+        if !self.hold_advisory(lock, holder, lease_of(rec)).await? {
+            return Err(self.gate_refused(lock, false).await);
+        }
+        let result = self.update_row(lock, expected, rec).await;
+        self.after_gated_write(lock, holder, &result).await;
+        result
+    }
+
     async fn get(&self, lock: &LockName) -> Result<Option<Observed>> {
         let sql = format!("SELECT record, version, xmin::text FROM {} WHERE name = $1", self.inner.qualified);
         let rows = self.query(lock, &sql, &[(&lock.as_str(), Type::TEXT)]).await?;
@@ -231,7 +298,17 @@ impl LeaseStore for PostgresStore {
         Observed::decode(lock, self, Bytes::from(record), version_of(version, &xmin)).map(Some)
     }
 
-    async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities_now()
+    }
+
+    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+        self.watch_feed(lock).await
+    }
+}
+
+impl PostgresStore {
+    async fn create_row(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
         let record = text(lock, &encode_record(lock, self, rec, None)?)?;
         let sql = format!(
             "INSERT INTO {} (name, record, version) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING version, xmin::text",
@@ -248,7 +325,7 @@ impl LeaseStore for PostgresStore {
         }
     }
 
-    async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
+    async fn update_row(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
         let record = text(lock, &encode_record(lock, self, rec, None)?)?;
         // A version this store never issued cannot match: it is a conflict, not a query error.
         let Some((expected, xmin)) = parse_version(expected) else {
@@ -291,7 +368,7 @@ impl LeaseStore for PostgresStore {
         }
     }
 
-    fn capabilities(&self) -> Capabilities {
+    fn capabilities_now(&self) -> Capabilities {
         let watch = self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) != NOTIFY_OFF;
         Capabilities::atomic()
             .with_monotonic_versions(true)
@@ -303,7 +380,7 @@ impl LeaseStore for PostgresStore {
     /// lock: each update arrives with its record and version (NOTIFY in the update's own
     /// statement) and goes to that lock's watchers. Not through a transaction-mode
     /// pooler, which cannot LISTEN: the watch then fails and standbys poll.
-    async fn watch(&self, lock: &LockName) -> Result<Option<Changes>> {
+    async fn watch_feed(&self, lock: &LockName) -> Result<Option<Changes>> {
         if self.inner.notifications.load(std::sync::atomic::Ordering::Relaxed) == NOTIFY_OFF {
             return Ok(None);
         }

@@ -1,5 +1,6 @@
 //! lock-postgres against real Postgres: conformance (direct and via PgBouncer), errors, TLS, fencing, failover, a restart.
 
+mod advisory;
 mod conformance;
 mod connections;
 mod errors;

@@ -1,0 +1,199 @@
+//! Advisory-lock mode (`advisory=true`): a write that names a holder must also hold a
+//! session-level `pg_try_advisory_lock` on a connection of that holder's own.
+//!
+//! The row stays the lease and its compare-and-set stays the decision; the advisory
+//! lock is a second gate. The holder's session keeps it while the lease the holder
+//! wrote lasts and closes when the lease ends unrenewed, when the holder releases, or
+//! when a write of the holder fails the compare-and-set. Until then no other session
+//! can write a holder into the row, even after the lease has expired: a crashed
+//! holder's session ends with its process, but a paused one, or one cut off by a
+//! partition, keeps its lock for as long as the server keeps the session (the
+//! server's TCP keepalives, `idle_session_timeout`). docs/semantics.md measures it.
+
+use super::*;
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+/// The sessions of one store: one per lock and holder while that holder leads.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: std::sync::Mutex<HashMap<(LockName, String), Slot>>,
+}
+
+/// A holder's session of one lock, if open.
+type Slot = Arc<tokio::sync::Mutex<Option<Session>>>;
+
+struct Session {
+    client: tokio_postgres::Client,
+    /// When the lease this session's holder last wrote ends: the session closes then.
+    lease_end: tokio::sync::watch::Sender<Instant>,
+    /// The row version the holder's last write left, to know its release.
+    version: Option<Version>,
+}
+
+/// The advisory lock's 64-bit key for a lock of a table: FNV-1a of both names, stable
+/// across versions and processes (a collision makes two locks share one gate: never
+/// two leaders, at worst one lock waiting for the other's holder).
+pub(crate) fn key(qualified: &str, lock: &LockName) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in qualified.bytes().chain([0]).chain(lock.as_str().bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// pg_locks shows a bigint key as two oids: its high and its low 32 bits.
+fn halves(key: i64) -> (i64, i64) {
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    (i64::from(u32::try_from(bits >> 32).unwrap_or(0)), i64::from(u32::try_from(bits & 0xffff_ffff).unwrap_or(0)))
+}
+
+/// True if this session holds the key (no second, stacked acquisition), else whether
+/// it could take it now.
+const HOLD: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() \
+     AND granted AND objsubid = 1 AND classid::bigint = $2 AND objid::bigint = $3) THEN true ELSE pg_try_advisory_lock($1) END";
+
+impl PostgresStore {
+    /// The key of `lock`'s advisory lock in this store's table, as
+    /// `pg_try_advisory_lock(bigint)` takes it. pg_locks shows it as two oids: find its
+    /// holder with `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1
+    /// AND (classid::bigint << 32 | objid::bigint) = KEY`.
+    #[must_use]
+    pub fn advisory_key(&self, lock: &LockName) -> i64 {
+        key(&self.inner.qualified, lock)
+    }
+
+    fn slot(&self, lock: &LockName, holder: &str) -> Slot {
+        let mut slots = self.inner.sessions.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry((lock.clone(), holder.to_string())).or_default().clone()
+    }
+
+    /// Before a write that names `holder`: whether its session holds the lock's advisory
+    /// lock, taking it if it is free. `Ok(false)`: another session holds it.
+    pub(crate) async fn hold_advisory(&self, lock: &LockName, holder: &str, lease: Duration) -> Result<bool> {
+        let slot = self.slot(lock, holder);
+        let mut session = slot.lock().await;
+        if session.as_ref().is_some_and(|s| s.client.is_closed()) {
+            *session = None;
+        }
+        if session.is_none() {
+            *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, self.open_session()).await?);
+        }
+        let Some(open) = session.as_ref() else { return Ok(false) };
+        let k = key(&self.inner.qualified, lock);
+        let (high, low) = halves(k);
+        let ask = async {
+            open.client
+                .query_typed(HOLD, &[(&k, Type::INT8), (&high, Type::INT8), (&low, Type::INT8)])
+                .await
+                .map_err(|e| self.error(Some(lock), e))
+        };
+        let held = match lock_core::bounded(lock, self, "advisory lock", self.inner.statement_timeout, ask).await {
+            Ok(rows) => rows.first().and_then(|r| r.try_get::<_, bool>(0).ok()).unwrap_or(false),
+            Err(e) => {
+                // Unknown whether it holds: closing the session gives the lock up for sure.
+                *session = None;
+                return Err(e);
+            }
+        };
+        if held {
+            let _ = open.lease_end.send(Instant::now() + lease.max(Duration::from_secs(1)));
+        } else {
+            *session = None;
+        }
+        Ok(held)
+    }
+
+    /// After a write that named `holder`: the version it left, or (`None`) that it
+    /// failed the compare-and-set, which ends the holder's session.
+    pub(crate) async fn wrote_advisory(&self, lock: &LockName, holder: &str, version: Option<&Version>) {
+        let slot = self.slot(lock, holder);
+        let mut session = slot.lock().await;
+        match (version, session.as_mut()) {
+            (Some(v), Some(s)) => s.version = Some(v.clone()),
+            (None, _) => *session = None,
+            (Some(_), None) => {}
+        }
+    }
+
+    /// After a release from `expected`: the session whose holder wrote `expected` ends.
+    pub(crate) async fn released_advisory(&self, lock: &LockName, expected: &Version) {
+        let slots: Vec<_> = {
+            let slots = self.inner.sessions.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.iter().filter(|((l, _), _)| l == lock).map(|(_, slot)| slot.clone()).collect()
+        };
+        for slot in slots {
+            let mut session = slot.lock().await;
+            if session.as_ref().is_some_and(|s| s.version.as_ref() == Some(expected)) {
+                *session = None;
+            }
+        }
+    }
+
+    /// Whether a write naming a holder is refused because another session holds the
+    /// gate: the error the row itself would give (`AlreadyExists` for a create of a row
+    /// that exists, `NotFound` for an update of one that does not), else a conflict.
+    pub(crate) async fn gate_refused(&self, lock: &LockName, creating: bool) -> Error {
+        let exists = match self.get(lock).await {
+            Ok(row) => row.is_some(),
+            Err(e) => return e,
+        };
+        match (creating, exists) {
+            (true, true) => Error::AlreadyExists { lock: lock.clone(), store: self.to_string() },
+            (false, false) => Error::NotFound { lock: lock.clone(), store: self.to_string() },
+            _ => Error::Conflict { lock: lock.clone(), store: self.to_string() },
+        }
+    }
+
+    /// A connection of its own (to the server directly when `listen=` names it), driven
+    /// by a task that closes it when the lease ends, the session is dropped or the
+    /// store is.
+    async fn open_session(&self) -> Result<Session> {
+        let mut config = self.inner.listen_config.clone();
+        config.application_name("highlander-advisory");
+        let (client, driver): (_, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = match self.inner.connector.clone() {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls).await.map_err(|e| self.error(None, e))?;
+                (client, Box::pin(async move { drop(connection.await) }))
+            }
+            None => {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error(None, e))?;
+                (client, Box::pin(async move { drop(connection.await) }))
+            }
+        };
+        let (lease_end, mut end) = tokio::sync::watch::channel(Instant::now() + self.inner.statement_timeout);
+        let mut stop = self.inner.stop.subscribe();
+        tokio::spawn(async move {
+            let mut driver = driver;
+            loop {
+                let until = *end.borrow_and_update();
+                tokio::select! {
+                    () = &mut driver => break,
+                    _ = stop.changed() => break,
+                    changed = end.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
+        });
+        Ok(Session { client, lease_end, version: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_split_as_pg_locks_shows_them() {
+        let lock = LockName::new("nightly-billing").expect("valid");
+        let k = key("\"public\".\"highlander_leases\"", &lock);
+        assert_eq!(k, key("\"public\".\"highlander_leases\"", &lock));
+        assert_ne!(k, key("\"public\".\"other\"", &lock));
+        assert_ne!(k, key("\"public\".\"highlander_leases\"", &LockName::new("nightly-billin").expect("valid")));
+        let (high, low) = halves(k);
+        let bits = (u64::try_from(high).expect("32 bits") << 32) | u64::try_from(low).expect("32 bits");
+        assert_eq!(bits.to_ne_bytes(), k.to_ne_bytes());
+        assert_eq!(halves(-1), (0xffff_ffff, 0xffff_ffff));
+    }
+}
