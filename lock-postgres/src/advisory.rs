@@ -1,10 +1,11 @@
 //! Advisory-lock mode (`advisory=true`): a write that names a holder must also hold a
-//! session-level `pg_try_advisory_lock` on a connection of that holder's own.
+//! session-level `pg_try_advisory_lock` on a connection of the store's own for that lock
+//! (one store is one process's candidate).
 //!
 //! The row stays the lease and its compare-and-set stays the decision; the advisory
-//! lock is a second gate. The holder's session keeps it while the lease the holder
-//! wrote lasts and closes when the lease ends unrenewed, when the holder releases, or
-//! when a write of the holder fails the compare-and-set. Until then no other session
+//! lock is a second gate. The session keeps it while the lease the store last wrote
+//! lasts and closes when that lease ends unrenewed, when the store releases, or when a
+//! write naming a holder fails the compare-and-set. Until then no other session
 //! can write a holder into the row, even after the lease has expired: a crashed
 //! holder's session ends with its process, but a paused one, or one cut off by a
 //! partition, keeps its lock for as long as the server keeps the session (the
@@ -14,20 +15,20 @@ use super::*;
 use std::collections::HashMap;
 use tokio::time::Instant;
 
-/// The sessions of one store: one per lock and holder while that holder leads.
+/// The sessions of one store: one per lock it leads.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    slots: std::sync::Mutex<HashMap<(LockName, String), Slot>>,
+    slots: std::sync::Mutex<HashMap<LockName, Slot>>,
 }
 
-/// A holder's session of one lock, if open.
+/// The store's session for one lock, if open.
 type Slot = Arc<tokio::sync::Mutex<Option<Session>>>;
 
 struct Session {
     client: tokio_postgres::Client,
-    /// When the lease this session's holder last wrote ends: the session closes then.
+    /// When the lease the store last wrote ends: the session closes then.
     lease_end: tokio::sync::watch::Sender<Instant>,
-    /// The row version the holder's last write left, to know its release.
+    /// The row version the store's last write left, to know its release.
     version: Option<Version>,
 }
 
@@ -64,15 +65,15 @@ impl PostgresStore {
         key(&self.inner.qualified, lock)
     }
 
-    fn slot(&self, lock: &LockName, holder: &str) -> Slot {
+    fn slot(&self, lock: &LockName) -> Slot {
         let mut slots = self.inner.sessions.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        slots.entry((lock.clone(), holder.to_string())).or_default().clone()
+        slots.entry(lock.clone()).or_default().clone()
     }
 
-    /// Before a write that names `holder`: whether its session holds the lock's advisory
-    /// lock, taking it if it is free. `Ok(false)`: another session holds it.
-    pub(crate) async fn hold_advisory(&self, lock: &LockName, holder: &str, lease: Duration) -> Result<bool> {
-        let slot = self.slot(lock, holder);
+    /// Before a write that names a holder: whether the store's session for `lock` holds
+    /// its advisory lock, taking it if it is free. `Ok(false)`: another session holds it.
+    pub(crate) async fn hold_advisory(&self, lock: &LockName) -> Result<bool> {
+        let slot = self.slot(lock);
         let mut session = slot.lock().await;
         if session.as_ref().is_some_and(|s| s.client.is_closed()) {
             *session = None;
@@ -97,37 +98,42 @@ impl PostgresStore {
                 return Err(e);
             }
         };
-        if held {
-            let _ = open.lease_end.send(Instant::now() + lease.max(Duration::from_secs(1)));
-        } else {
+        if !held {
             *session = None;
         }
         Ok(held)
     }
 
-    /// After a write that named `holder`: the version it left, or (`None`) that it
-    /// failed the compare-and-set, which ends the holder's session.
-    pub(crate) async fn wrote_advisory(&self, lock: &LockName, holder: &str, version: Option<&Version>) {
-        let slot = self.slot(lock, holder);
+    /// After a write that named a holder, begun at `asked`: the version it left and the
+    /// lease it wrote (the session lasts as long), or (`None`) that it failed the
+    /// compare-and-set, which ends the session.
+    pub(crate) async fn wrote_advisory(&self, lock: &LockName, wrote: Option<(&Version, Instant, Duration)>) {
+        let slot = self.slot(lock);
         let mut session = slot.lock().await;
-        match (version, session.as_mut()) {
-            (Some(v), Some(s)) => s.version = Some(v.clone()),
-            (None, _) => *session = None,
+        match (wrote, session.as_mut()) {
+            (Some((v, asked, lease)), Some(s)) => {
+                s.version = Some(v.clone());
+                let _ = s.lease_end.send(asked + lease);
+            }
+            (None, _) => self.close(lock, session.take()).await,
             (Some(_), None) => {}
         }
     }
 
-    /// After a release from `expected`: the session whose holder wrote `expected` ends.
+    /// Ends a session the store gives up: the lock is unlocked before this returns (a
+    /// closed connection frees it too, but only once the server has noticed).
+    async fn close(&self, lock: &LockName, session: Option<Session>) {
+        let Some(session) = session else { return };
+        let unlock = async { session.client.batch_execute("SELECT pg_advisory_unlock_all()").await.map_err(|e| self.error(Some(lock), e)) };
+        let _ = lock_core::bounded(lock, self, "advisory unlock", self.inner.statement_timeout, unlock).await;
+    }
+
+    /// After a release from `expected`: the session ends if this store wrote `expected`.
     pub(crate) async fn released_advisory(&self, lock: &LockName, expected: &Version) {
-        let slots: Vec<_> = {
-            let slots = self.inner.sessions.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            slots.iter().filter(|((l, _), _)| l == lock).map(|(_, slot)| slot.clone()).collect()
-        };
-        for slot in slots {
-            let mut session = slot.lock().await;
-            if session.as_ref().is_some_and(|s| s.version.as_ref() == Some(expected)) {
-                *session = None;
-            }
+        let slot = self.slot(lock);
+        let mut session = slot.lock().await;
+        if session.as_ref().is_some_and(|s| s.version.as_ref() == Some(expected)) {
+            self.close(lock, session.take()).await;
         }
     }
 

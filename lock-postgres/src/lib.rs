@@ -241,18 +241,20 @@ fn lease_of(rec: &LeaderElectionRecord) -> Duration {
 }
 
 impl PostgresStore {
-    /// The holder a write must hold the advisory lock for: none outside advisory mode
-    /// and for a release.
-    fn gated<'r>(&self, rec: &'r LeaderElectionRecord) -> Option<&'r str> {
-        Some(rec.holder_identity.as_str()).filter(|h| self.inner.advisory && !h.is_empty())
+    /// Whether a write must hold the lock's advisory lock: in advisory mode, when it
+    /// names a holder; not for a release, nor for a claim on a lost record (it confers
+    /// nothing: the claimant's later write that leads is gated).
+    fn gated(&self, rec: &LeaderElectionRecord) -> bool {
+        self.inner.advisory && !rec.holder_identity.is_empty() && !rec.claim
     }
 
-    /// After a gated write: what its holder's session keeps (a version) or gives up.
-    async fn after_gated_write(&self, lock: &LockName, holder: &str, result: &Result<Version>) {
+    /// After a gated write begun at `asked`: what the session keeps (a version, the
+    /// lease written) or gives up.
+    async fn after_gated_write(&self, lock: &LockName, rec: &LeaderElectionRecord, asked: tokio::time::Instant, result: &Result<Version>) {
         match result {
-            Ok(v) => self.wrote_advisory(lock, holder, Some(v)).await,
+            Ok(v) => self.wrote_advisory(lock, Some((v, asked, lease_of(rec)))).await,
             Err(Error::Conflict { .. } | Error::NotFound { .. } | Error::AlreadyExists { .. }) => {
-                self.wrote_advisory(lock, holder, None).await;
+                self.wrote_advisory(lock, None).await;
             }
             // Unknown whether it was written: the session lasts until the lease it holds ends.
             Err(_) => {}
@@ -263,28 +265,32 @@ impl PostgresStore {
 #[async_trait]
 impl LeaseStore for PostgresStore {
     async fn create(&self, lock: &LockName, rec: &LeaderElectionRecord) -> Result<Version> {
-        let Some(holder) = self.gated(rec) else { return self.create_row(lock, rec).await };
-        if !self.hold_advisory(lock, holder, lease_of(rec)).await? {
+        if !self.gated(rec) {
+            return self.create_row(lock, rec).await;
+        }
+        let asked = tokio::time::Instant::now();
+        if !self.hold_advisory(lock).await? {
             return Err(self.gate_refused(lock, true).await);
         }
         let result = self.create_row(lock, rec).await;
-        self.after_gated_write(lock, holder, &result).await;
+        self.after_gated_write(lock, rec, asked, &result).await;
         result
     }
 
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
-        let Some(holder) = self.gated(rec) else {
+        if !self.gated(rec) {
             let result = self.update_row(lock, expected, rec).await;
             if self.inner.advisory && matches!(result, Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. })) {
                 self.released_advisory(lock, expected).await;
             }
             return result;
-        };
-        if !self.hold_advisory(lock, holder, lease_of(rec)).await? {
+        }
+        let asked = tokio::time::Instant::now();
+        if !self.hold_advisory(lock).await? {
             return Err(self.gate_refused(lock, false).await);
         }
         let result = self.update_row(lock, expected, rec).await;
-        self.after_gated_write(lock, holder, &result).await;
+        self.after_gated_write(lock, rec, asked, &result).await;
         result
     }
 

@@ -206,11 +206,14 @@ pub async fn concurrent_creates_have_one_winner(h: &dyn StoreHarness) -> CheckRe
     }
 }
 
-/// 16 concurrent updates from one version: exactly one wins (atomic stores).
+/// 16 concurrent updates from one version of a released record: exactly one wins (atomic stores).
 pub async fn concurrent_updates_have_one_winner(h: &dyn StoreHarness) -> CheckResult {
     let store = h.connect().await?;
     let lock = unique_lock("update-race");
-    let version = store.create(&lock, &sample("origin")).await?;
+    let created = store.create(&lock, &sample("origin")).await?;
+    // Released first, as candidates race for a free lock: a store that also gates a new
+    // holder on the last one's session (Postgres advisory locks) admits none while it lives.
+    let version = store.update(&lock, &created, &sample("")).await?;
     let results = race(h, 16, |i, store| {
         let (lock, version) = (lock.clone(), version.clone());
         async move { store.update(&lock, &version, &sample(&format!("racer-{i}"))).await }
