@@ -31,6 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Every store by URL, through its backend, as `highlander conformance` opens it.
     let postgres = fixtures::harness(&lock_postgres::BACKEND, fixtures::postgres_url().await).await;
+    let advisory = fixtures::postgres_url()
+        .await
+        .map(|url| format!("{url}{}table=advisory_leases&advisory=true", if url.contains('?') { '&' } else { '?' }));
+    let postgres_advisory = fixtures::harness(&lock_postgres::BACKEND, advisory).await;
     let etcd = fixtures::harness(&lock_etcd::BACKEND, fixtures::etcd_url().await).await;
     let dynamodb = fixtures::harness(&lock_dynamodb::BACKEND, fixtures::dynamodb_url().await).await;
     let s3 = fixtures::harness(&lock_s3::BACKEND, fixtures::s3_url().await).await;
@@ -54,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("memory (last-writer-wins)", Box::new(MemoryHarness::with_store(MemoryStore::last_writer_wins()))),
         ("memory (notifications)", Box::new(MemoryHarness::with_store(MemoryStore::with_watch()))),
         ("postgres", Box::new(postgres)),
+        ("postgres (advisory locks)", Box::new(postgres_advisory)),
         ("etcd", Box::new(etcd)),
         ("dynamodb", Box::new(dynamodb)),
         ("s3", Box::new(s3)),
