@@ -46,7 +46,9 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Drops one loopback connection's packets both ways while it lives.
+/// Drops one loopback connection's packets both ways while it lives, as they arrive
+/// (dropped as they leave, the sender's kernel sees its send fail and keeps retrying
+/// its keepalive probes instead of counting them unanswered).
 struct Partition {
     rules: Vec<Vec<String>>,
 }
@@ -54,9 +56,26 @@ struct Partition {
 impl Partition {
     fn cut(client_port: u16, server_port: u16) -> Result<Self, Failure> {
         let rule = |from: u16, to: u16| {
-            ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", &from.to_string(), "--dport", &to.to_string(), "-j", "DROP"]
-                .map(str::to_string)
-                .to_vec()
+            let (from, to) = (from.to_string(), to.to_string());
+            [
+                "INPUT",
+                "-i",
+                "lo",
+                "-p",
+                "tcp",
+                "--sport",
+                &from,
+                "--dport",
+                &to,
+                "-m",
+                "comment",
+                "--comment",
+                "highlander-advisory-sessions",
+                "-j",
+                "DROP",
+            ]
+            .map(str::to_string)
+            .to_vec()
         };
         let partition = Self { rules: vec![rule(client_port, server_port), rule(server_port, client_port)] };
         for r in &partition.rules {
@@ -98,6 +117,12 @@ async fn run(admin: &PostgresStore, url: &StoreUrl, server_port: u16, case: &Cas
     let ports = client.query(held, &[&case.role]).await?;
     let [row] = ports.as_slice() else { return Err(format!("{}: expected one advisory session, saw {}", case.name, ports.len()).into()) };
     let client_port = u16::try_from(row.get::<_, i32>(0))?;
+    if case.cut {
+        // The client's delayed acknowledgement of the server's last answer goes out first:
+        // cut before it, the server retransmits that answer (bounded by tcp_user_timeout
+        // and tcp_retries2) and never starts its keepalive probes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let partition = if case.cut { Some(Partition::cut(client_port, server_port)?) } else { None };
     let started = Instant::now();
     if !case.cut {
@@ -124,6 +149,10 @@ async fn run(admin: &PostgresStore, url: &StoreUrl, server_port: u16, case: &Cas
 async fn main() -> Result<(), Failure> {
     let url = std::env::var("LOCK_TEST_POSTGRES_URL").map_err(|_| "set LOCK_TEST_POSTGRES_URL to a superuser's URL")?;
     let parsed = StoreUrl::parse(&url)?;
+    // The cut drops packets on the loopback interface, IPv4: the server must be there.
+    if !parsed.hosts().iter().all(|h| h.starts_with("127.0.0.1")) {
+        return Err("LOCK_TEST_POSTGRES_URL must name a server on 127.0.0.1 (the cut is an iptables rule on lo)".into());
+    }
     let server_port = parsed.hosts().first().and_then(|h| h.rsplit_once(':')).and_then(|(_, p)| p.parse().ok()).unwrap_or(5432);
     let admin = PostgresStore::builder(&url)?.build()?;
     admin.ensure_schema().await?;

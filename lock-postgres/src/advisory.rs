@@ -19,6 +19,17 @@ use tokio::time::Instant;
 #[derive(Default)]
 pub(crate) struct Sessions {
     slots: std::sync::Mutex<HashMap<LockName, Slot>>,
+    /// Locks whose gate was found held by a session that outlived its lease: said once
+    /// until the gate is passed again.
+    warned: std::sync::Mutex<std::collections::HashSet<LockName>>,
+}
+
+/// What a write naming a holder found at the gate.
+pub(crate) enum Gate {
+    /// The store's session holds the lock's advisory lock.
+    Held,
+    /// Another session holds it: that session's server process, if it could be read.
+    Refused(Option<i32>),
 }
 
 /// The store's session for one lock, if open.
@@ -50,6 +61,10 @@ fn halves(key: i64) -> (i64, i64) {
     (i64::from(u32::try_from(bits >> 32).unwrap_or(0)), i64::from(u32::try_from(bits & 0xffff_ffff).unwrap_or(0)))
 }
 
+/// The server process of the session holding the key.
+const HOLDER: &str = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+     AND classid::bigint = $1 AND objid::bigint = $2 LIMIT 1";
+
 /// True if this session holds the key (no second, stacked acquisition), else whether
 /// it could take it now.
 const HOLD: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() \
@@ -70,18 +85,24 @@ impl PostgresStore {
         slots.entry(lock.clone()).or_default().clone()
     }
 
-    /// Before a write that names a holder: whether the store's session for `lock` holds
-    /// its advisory lock, taking it if it is free. `Ok(false)`: another session holds it.
-    pub(crate) async fn hold_advisory(&self, lock: &LockName) -> Result<bool> {
+    /// Before a write that names a holder, begun at `asked` for a lease of `lease`: whether
+    /// the store's session for `lock` holds its advisory lock, taking it if it is free.
+    pub(crate) async fn hold_advisory(&self, lock: &LockName, asked: Instant, lease: Duration) -> Result<Gate> {
+        if self.advisory_without_session() {
+            return Err(self.no_session_error());
+        }
         let slot = self.slot(lock);
         let mut session = slot.lock().await;
         if session.as_ref().is_some_and(|s| s.client.is_closed()) {
             *session = None;
         }
         if session.is_none() {
-            *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, self.open_session()).await?);
+            // A new session lasts the lease the write would grant: as long as any reader
+            // of that write can think it held.
+            let opened = self.open_session(lock, asked + lease);
+            *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, opened).await?);
         }
-        let Some(open) = session.as_ref() else { return Ok(false) };
+        let Some(open) = session.as_ref() else { return Ok(Gate::Refused(None)) };
         let k = key(&self.inner.qualified, lock);
         let (high, low) = halves(k);
         let ask = async {
@@ -98,10 +119,36 @@ impl PostgresStore {
                 return Err(e);
             }
         };
-        if !held {
-            *session = None;
+        if held {
+            self.inner.sessions.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(lock);
+            return Ok(Gate::Held);
         }
-        Ok(held)
+        // The session stays (it holds nothing) for the next try: no reconnection per try.
+        let who = async {
+            open.client.query_typed(HOLDER, &[(&high, Type::INT8), (&low, Type::INT8)]).await.map_err(|e| self.error(Some(lock), e))
+        };
+        let pid = lock_core::bounded(lock, self, "advisory lock holder", self.inner.statement_timeout, who)
+            .await
+            .ok()
+            .and_then(|rows| rows.first().and_then(|r| r.try_get::<_, i32>(0).ok()));
+        Ok(Gate::Refused(pid))
+    }
+
+    /// A takeover from `expected` was refused at the gate although the row is still at
+    /// `expected`: the lease its holder wrote has expired by the taker's clock, yet that
+    /// holder's session lives on the server (a paused or cut-off holder). Said once per
+    /// lock until the gate is passed again: nothing can take over until the session ends.
+    pub(crate) fn zombie_session(&self, lock: &LockName, pid: Option<i32>) {
+        if !self.inner.sessions.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(lock.clone()) {
+            return;
+        }
+        let pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        tracing::warn!(
+            lock = %lock,
+            store = %self,
+            pid = %pid,
+            "the lease has expired, but its holder's Postgres session still holds the lock's advisory lock: no one can take over until the server ends that session (its TCP keepalives or idle_session_timeout; or SELECT pg_terminate_backend(pid) once that holder is known to be gone)"
+        );
     }
 
     /// After a write that named a holder, begun at `asked`: the version it left and the
@@ -120,6 +167,26 @@ impl PostgresStore {
         }
     }
 
+    /// After this store released `lock` (a write naming no holder succeeded): it leads
+    /// it no more, whatever version it last knew, so its session ends.
+    pub(crate) async fn released_advisory(&self, lock: &LockName) {
+        let slot = self.slot(lock);
+        let mut session = slot.lock().await;
+        self.close(lock, session.take()).await;
+        drop(session);
+        self.forget(lock, &slot);
+    }
+
+    /// Drops the lock's slot from the map when no session is open and no call holds it,
+    /// so that a store that led many locks once does not keep an entry for each.
+    fn forget(&self, lock: &LockName, slot: &Slot) {
+        let mut slots = self.inner.sessions.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two references: the map's and the caller's.
+        if Arc::strong_count(slot) == 2 && slot.try_lock().is_ok_and(|s| s.is_none()) {
+            slots.remove(lock);
+        }
+    }
+
     /// Ends a session the store gives up: the lock is unlocked before this returns (a
     /// closed connection frees it too, but only once the server has noticed).
     async fn close(&self, lock: &LockName, session: Option<Session>) {
@@ -128,8 +195,9 @@ impl PostgresStore {
         let _ = lock_core::bounded(lock, self, "advisory unlock", self.inner.statement_timeout, unlock).await;
     }
 
-    /// After a release from `expected`: the session ends if this store wrote `expected`.
-    pub(crate) async fn released_advisory(&self, lock: &LockName, expected: &Version) {
+    /// After a release from `expected` that failed: the session ends if this store wrote
+    /// `expected` (its lease was taken from it), else it lasts its lease.
+    pub(crate) async fn release_failed_advisory(&self, lock: &LockName, expected: &Version) {
         let slot = self.slot(lock);
         let mut session = slot.lock().await;
         if session.as_ref().is_some_and(|s| s.version.as_ref() == Some(expected)) {
@@ -137,38 +205,40 @@ impl PostgresStore {
         }
     }
 
-    /// Whether a write naming a holder is refused because another session holds the
-    /// gate: the error the row itself would give (`AlreadyExists` for a create of a row
-    /// that exists, `NotFound` for an update of one that does not), else a conflict.
-    pub(crate) async fn gate_refused(&self, lock: &LockName, creating: bool) -> Error {
-        let exists = match self.get(lock).await {
-            Ok(row) => row.is_some(),
-            Err(e) => return e,
-        };
-        match (creating, exists) {
-            (true, true) => Error::AlreadyExists { lock: lock.clone(), store: self.to_string() },
-            (false, false) => Error::NotFound { lock: lock.clone(), store: self.to_string() },
-            _ => Error::Conflict { lock: lock.clone(), store: self.to_string() },
+    /// A write naming a holder refused because another session (server process `pid`)
+    /// holds the gate: the error the row itself would give (`AlreadyExists` for a create
+    /// of a row that exists, `NotFound` for an update of one that does not), else a
+    /// conflict — and, when an update's row is still at `expected`, the warning that a
+    /// holder's session outlived its lease. If the row cannot be read, still a conflict:
+    /// the gate's answer stands, not the read's failure.
+    pub(crate) async fn gate_refused(&self, lock: &LockName, expected: Option<&Version>, pid: Option<i32>) -> Error {
+        let row = self.get(lock).await.ok();
+        match (expected, row.as_ref()) {
+            (None, Some(Some(_))) => return Error::AlreadyExists { lock: lock.clone(), store: self.to_string() },
+            (Some(_), Some(None)) => return Error::NotFound { lock: lock.clone(), store: self.to_string() },
+            (Some(v), Some(Some(seen))) if &seen.version == v => self.zombie_session(lock, pid),
+            _ => {}
         }
+        Error::Conflict { lock: lock.clone(), store: self.to_string() }
     }
 
     /// A connection of its own (to the server directly when `listen=` names it), driven
     /// by a task that closes it when the lease ends, the session is dropped or the
     /// store is.
-    async fn open_session(&self) -> Result<Session> {
+    async fn open_session(&self, lock: &LockName, until: Instant) -> Result<Session> {
         let mut config = self.inner.listen_config.clone();
         config.application_name("highlander-advisory");
         let (client, driver): (_, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = match self.inner.connector.clone() {
             Some(tls) => {
-                let (client, connection) = config.connect(tls).await.map_err(|e| self.error(None, e))?;
+                let (client, connection) = config.connect(tls).await.map_err(|e| self.error(Some(lock), e))?;
                 (client, Box::pin(async move { drop(connection.await) }))
             }
             None => {
-                let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error(None, e))?;
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| self.error(Some(lock), e))?;
                 (client, Box::pin(async move { drop(connection.await) }))
             }
         };
-        let (lease_end, mut end) = tokio::sync::watch::channel(Instant::now() + self.inner.statement_timeout);
+        let (lease_end, mut end) = tokio::sync::watch::channel(until);
         let mut stop = self.inner.stop.subscribe();
         tokio::spawn(async move {
             let mut driver = driver;

@@ -36,6 +36,17 @@ impl PostgresStoreBuilder {
             self.config.ssl_mode(SslMode::Require);
         }
         let endpoint = config::endpoint(&self.config);
+        // Sessions are connections of their own: with several hosts, each could reach a
+        // different one unless all must reach the writable primary.
+        if self.advisory
+            && self.listen.is_none()
+            && self.config.get_hosts().len() > 1
+            && self.config.get_target_session_attrs() != tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        {
+            return Err(Error::Config(format!(
+                "postgres {endpoint}: advisory=true with several hosts needs target_session_attrs=read-write (or listen=HOST:PORT), so that the lock's session and the row are on one server"
+            )));
+        }
         // Where a cancel request for a pooled connection goes: its one TCP host (several
         // hosts: whichever the connection took, which only the driver knows).
         let cancel_to = match (self.config.get_hosts(), self.config.get_ports()) {
@@ -105,6 +116,7 @@ impl PostgresStoreBuilder {
             cancel: self.cancel,
             advisory: self.advisory,
             direct: self.listen.is_some(),
+            pooled: std::sync::atomic::AtomicBool::new(false),
             sessions: advisory::Sessions::default(),
             cancels: tokio::sync::Semaphore::new(1),
             hub: Arc::default(),

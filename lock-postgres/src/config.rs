@@ -244,7 +244,7 @@ impl PostgresStoreBuilder {
     /// Connections this store may hold to the server besides its one LISTEN connection
     /// (default 4, at least 2): `n - 1` pooled for statements, and room for one cancel
     /// request at a time (a short connection that stops a statement which outlived its
-    /// timeout). However many locks it serves, the store never holds more than `n + 1`.
+    /// timeout). However many locks it serves, the store never holds more than `n + 1` (in advisory-lock mode, one more per lock it leads).
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n.max(2);
         self
@@ -391,11 +391,9 @@ impl Backend for PostgresBackend {
         // Learn now whether notifications arrive (they do not through a transaction-mode
         // pooler), so the store declares what it delivers; an unreachable server is
         // left for the first call to report.
-        let heard = tokio::time::timeout(Duration::from_secs(10), store.check_notifications()).await;
-        if store.advisory_without_session(matches!(heard, Ok(Ok(false)))) {
-            return Err(Error::Config(format!(
-                "{store}: advisory locks need a session of their own, and notifications do not reach this address (a transaction-mode pooler?): add listen=HOST:PORT of the server itself to the URL, or drop advisory=true"
-            )));
+        let _ = tokio::time::timeout(Duration::from_secs(10), store.check_notifications()).await;
+        if store.advisory_without_session() {
+            return Err(store.no_session_error());
         }
         Ok(Arc::new(store))
     }
@@ -424,6 +422,9 @@ mod tests {
         assert_eq!(b.config.get_user(), Some("app"));
         assert!(!b.advisory, "advisory locks are off unless asked for");
         assert!(parse("postgres://app@db/ops?advisory=true").expect("parses").advisory);
+        let several = parse("postgres://app@db1,db2/ops?advisory=true").expect("parses").build().map(drop).expect_err("ambiguous");
+        assert!(several.to_string().contains("target_session_attrs=read-write"), "{several}");
+        parse("postgres://app@db1,db2/ops?advisory=true&target_session_attrs=read-write").expect("parses").build().expect("one server");
         let b = parse("postgresql://app@db").expect("parses");
         assert_eq!(endpoint(&b.config), "db:5432/app", "the database defaults to the user's name");
     }

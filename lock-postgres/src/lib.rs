@@ -74,6 +74,8 @@ struct Inner {
     advisory: bool,
     /// Whether sessions (LISTEN, advisory locks) go to an address of their own.
     direct: bool,
+    /// Notifications were found not to reach this store's LISTEN (a transaction-mode pooler).
+    pooled: std::sync::atomic::AtomicBool,
     sessions: advisory::Sessions,
     /// Dropped with the store: stops the LISTEN task (and closes the advisory sessions).
     stop: tokio::sync::watch::Sender<()>,
@@ -207,10 +209,17 @@ impl PostgresStore {
         }
     }
 
-    /// Whether advisory locks would be taken through a transaction-mode pooler (one
-    /// that does not deliver notifications) with no direct address for sessions.
-    pub(crate) fn advisory_without_session(&self, no_notifications: bool) -> bool {
-        self.inner.advisory && no_notifications && !self.inner.direct
+    /// Whether advisory locks would be taken through a transaction-mode pooler (found
+    /// so: notifications do not arrive) with no direct address for sessions.
+    pub(crate) fn advisory_without_session(&self) -> bool {
+        self.inner.advisory && !self.inner.direct && self.inner.pooled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The refusal of advisory locks through a transaction-mode pooler.
+    pub(crate) fn no_session_error(&self) -> Error {
+        Error::Config(format!(
+            "{self}: advisory locks need a session of their own, and notifications do not reach this address (a transaction-mode pooler?): add listen=HOST:PORT of the server itself to the URL, or drop advisory=true"
+        ))
     }
 
     fn error(&self, lock: Option<&LockName>, e: tokio_postgres::Error) -> Error {
@@ -269,8 +278,8 @@ impl LeaseStore for PostgresStore {
             return self.create_row(lock, rec).await;
         }
         let asked = tokio::time::Instant::now();
-        if !self.hold_advisory(lock).await? {
-            return Err(self.gate_refused(lock, true).await);
+        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, asked, lease_of(rec)).await? {
+            return Err(self.gate_refused(lock, None, pid).await);
         }
         let result = self.create_row(lock, rec).await;
         self.after_gated_write(lock, rec, asked, &result).await;
@@ -280,14 +289,18 @@ impl LeaseStore for PostgresStore {
     async fn update(&self, lock: &LockName, expected: &Version, rec: &LeaderElectionRecord) -> Result<Version> {
         if !self.gated(rec) {
             let result = self.update_row(lock, expected, rec).await;
-            if self.inner.advisory && matches!(result, Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. })) {
-                self.released_advisory(lock, expected).await;
+            match &result {
+                Ok(_) if self.inner.advisory => self.released_advisory(lock).await,
+                Err(Error::Conflict { .. } | Error::NotFound { .. }) if self.inner.advisory => {
+                    self.release_failed_advisory(lock, expected).await;
+                }
+                _ => {}
             }
             return result;
         }
         let asked = tokio::time::Instant::now();
-        if !self.hold_advisory(lock).await? {
-            return Err(self.gate_refused(lock, false).await);
+        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, asked, lease_of(rec)).await? {
+            return Err(self.gate_refused(lock, Some(expected), pid).await);
         }
         let result = self.update_row(lock, expected, rec).await;
         self.after_gated_write(lock, rec, asked, &result).await;

@@ -45,6 +45,7 @@ impl PostgresStore {
             return Ok(true);
         }
         self.inner.notifications.store(NOTIFY_OFF, std::sync::atomic::Ordering::Relaxed);
+        self.inner.pooled.store(true, std::sync::atomic::Ordering::Relaxed);
         // Stops the feed that hears nothing.
         self.inner.hub.feed_ended(generation);
         tracing::warn!(

@@ -83,6 +83,7 @@ async fn the_gate_opens_on_release_on_a_lost_compare_and_set_and_at_the_leases_e
     // Released: the next holder passes at once.
     let v1 = a.create(&lock, &held_by("a", 30)).await.expect("a creates");
     let v2 = a.update(&lock, &v1, &held_by("", 30)).await.expect("a releases");
+    assert_eq!(advisory_holders(&url, &lock).await, 0, "a release unlocks before it returns");
     let v3 = b.update(&lock, &v2, &held_by("b", 30)).await.expect("after a release the gate is open");
     // Lost: a's write from a stale version fails, and so a's session ends.
     let refused = a.update(&lock, &v3, &held_by("a", 30)).await;
@@ -127,4 +128,9 @@ async fn a_transaction_pooler_without_a_direct_address_is_refused() {
     let store = lock_postgres::BACKEND.open(&StoreUrl::parse(&direct).expect("url"), &options).await.expect("with listen= it opens");
     let lock = lock_conformance::unique_lock("advisory-pooled");
     store.create(&lock, &held_by("a", 30)).await.expect("the session goes to the server");
+    let server = fixtures::postgres_url().await.expect("the server behind the pooler");
+    assert_eq!(advisory_holders(&server, &lock).await, 1, "the lock is held on the server itself, not on a pooled connection");
+    // Notifications turned off tell nothing about a pooler: a direct server opens.
+    let quiet = with_param(&server, "notify=false&advisory=true");
+    lock_postgres::BACKEND.open(&StoreUrl::parse(&quiet).expect("url"), &options).await.expect("notify=false on a direct server opens");
 }
