@@ -1119,9 +1119,15 @@ impl<'a> Campaign<'a> {
         let mut failures = 0u32;
         while !deadline.has_passed() {
             let outcome = match self.call("get", Some(deadline), self.store().get(&lock)).await {
-                Ok(None) => return false,
+                Ok(None) => {
+                    info!(lock = %lock, identity = %Escaped(&me), "the lease's record is gone: nothing to release");
+                    return false;
+                }
                 // Someone else's, including another process's under our identity: not ours to release.
-                Ok(Some(seen)) if !self.written_by_us(&seen.record) => return true,
+                Ok(Some(seen)) if !self.written_by_us(&seen.record) => {
+                    info!(lock = %lock, identity = %Escaped(&me), holder = %Escaped(&seen.record.holder_identity), "the lease is no longer ours: nothing to release");
+                    return true;
+                }
                 Ok(Some(seen)) => {
                     let rec = seen.record.released(Utc::now());
                     match self.call("update", Some(deadline), self.store().update(&lock, &seen.version, &rec)).await {
@@ -1157,6 +1163,8 @@ impl<'a> Campaign<'a> {
         }
         if failures > 0 {
             warn!(lock = %lock, store = %self.store(), identity = %Escaped(&me), failures, "gave up releasing the lease: a standby takes over when it expires");
+        } else {
+            warn!(lock = %lock, store = %self.store(), identity = %Escaped(&me), "gave up releasing the lease: it changed under every try until the renew deadline; a standby takes over when it expires");
         }
         false
     }
