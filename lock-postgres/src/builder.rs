@@ -72,6 +72,7 @@ impl PostgresStoreBuilder {
             listen_config = direct;
         }
         let mut connector = None;
+        let statements = self.pool_size - 1;
         let manager = if tls {
             let roots = match &self.root_cert {
                 None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
@@ -85,12 +86,12 @@ impl PostgresStoreBuilder {
                 .with_no_client_auth();
             let make = tokio_postgres_rustls::MakeRustlsConnect::new(client);
             connector = Some(make.clone());
-            Manager::from_config(self.config, make, manager_config)
+            Manager::from_connect(self.config, Counted::new(make, statements), manager_config)
         } else {
-            Manager::from_config(self.config, tokio_postgres::NoTls, manager_config)
+            Manager::from_connect(self.config, Counted::new(tokio_postgres::NoTls, statements), manager_config)
         };
         let pool = Pool::builder(manager)
-            .max_size(self.pool_size - 1)
+            .max_size(statements)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.connect_timeout))
             .create_timeout(Some(self.connect_timeout))
@@ -124,6 +125,69 @@ impl PostgresStoreBuilder {
             notifications: std::sync::atomic::AtomicU8::new(if self.notify { NOTIFY_UNKNOWN } else { NOTIFY_OFF }),
         };
         Ok(PostgresStore { inner: Arc::new(inner) })
+    }
+}
+
+/// Makes the pool's connections, at most `sockets` open at once. The pool's own bound
+/// counts a connection it has let go of as gone at once, while its socket is still
+/// being closed on the runtime that drives it; a replacement made meanwhile would
+/// exceed the pool size. Here each socket holds a permit until it is closed.
+struct Counted<T> {
+    tls: T,
+    sockets: Arc<tokio::sync::Semaphore>,
+}
+
+impl<T> Counted<T> {
+    fn new(tls: T, sockets: usize) -> Self {
+        Counted { tls, sockets: Arc::new(tokio::sync::Semaphore::new(sockets)) }
+    }
+}
+
+/// A connection's driver and the permit its socket holds, dropped in that order.
+struct Driven<C> {
+    connection: std::pin::Pin<Box<C>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<C: std::future::Future> std::future::Future for Driven<C> {
+    type Output = C::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<C::Output> {
+        self.connection.as_mut().poll(cx)
+    }
+}
+
+impl<T> deadpool_postgres::Connect for Counted<T>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = std::result::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+                > + Send
+                + '_,
+        >,
+    > {
+        let (tls, config, sockets) = (self.tls.clone(), config.clone(), self.sockets.clone());
+        Box::pin(async move {
+            // The pool's create timeout bounds this wait.
+            let permit = sockets.acquire_owned().await.expect("the semaphore is never closed");
+            let (client, connection) = config.connect(tls).await?;
+            let driven = Driven { connection: Box::pin(connection), _permit: permit };
+            // Aborted when the pool drops the client: the socket is closed, then the
+            // permit returned.
+            let task = tokio::spawn(async move {
+                let _ = driven.await;
+            });
+            Ok((client, task))
+        })
     }
 }
 

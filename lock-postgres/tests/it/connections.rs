@@ -1,6 +1,6 @@
 //! A store's connections stay within its pool size plus one LISTEN connection, even
 //! while statements that outlive their timeout are being cancelled (each cancel
-//! request is a connection of its own).
+//! request is a connection of its own) or their connections closed and replaced.
 
 use crate::support;
 use lock_conformance::fixtures;
@@ -51,6 +51,17 @@ fn established_to(port: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_keep_connections_within_the_pool_size_plus_one() {
+    timeouts_keep_connections_within_the_pool_size_plus_one(true).await;
+}
+
+/// Without cancel requests every timed-out connection is closed and replaced: the
+/// replacement waits until the old socket is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_connections_are_gone_before_their_replacements_open() {
+    timeouts_keep_connections_within_the_pool_size_plus_one(false).await;
+}
+
+async fn timeouts_keep_connections_within_the_pool_size_plus_one(cancel: bool) {
     let url = fixtures::postgres_url().await.expect("postgres");
     fixtures::ready(&lock_postgres::BACKEND, &url).await.expect("ready");
     let parsed = lock_core::StoreUrl::parse(&url).expect("url");
@@ -66,6 +77,7 @@ async fn cancels_keep_connections_within_the_pool_size_plus_one() {
         .expect("url")
         .pool_size(pool_size)
         .statement_timeout(Duration::from_millis(300))
+        .cancel_on_timeout(cancel)
         .build()
         .expect("builds");
     let lock = lock_conformance::unique_lock("cancel-bound");
@@ -95,8 +107,14 @@ async fn cancels_keep_connections_within_the_pool_size_plus_one() {
     holder.batch_execute("ROLLBACK").await.expect("rollback");
     let most = proxy.most.load(Ordering::SeqCst);
     let accepted = proxy.accepted.load(Ordering::SeqCst);
-    assert!(accepted > pool_size + 1, "no cancel request was sent ({accepted} connections in all)");
-    assert!(most <= pool_size + 1, "{most} connections open at once: more than the pool size ({pool_size}) + 1");
+    let (missing, bound) = if cancel {
+        ("no cancel request was sent", pool_size + 1)
+    } else {
+        // No cancel requests: the pool's connections and the LISTEN one only.
+        ("no timed-out connection was replaced", pool_size)
+    };
+    assert!(accepted > pool_size + 1, "{missing} ({accepted} connections in all)");
+    assert!(most <= bound, "{most} connections open at once: more than {bound} (pool size {pool_size}, cancels {cancel})");
     // And the store still works.
     store.get(&lock).await.expect("get after the cancels");
 }
