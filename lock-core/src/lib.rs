@@ -52,6 +52,7 @@ pub mod layer;
 pub mod memory;
 pub mod name;
 pub mod record;
+pub mod roster;
 pub mod store;
 pub mod terms;
 pub mod url;
@@ -60,8 +61,8 @@ pub use backend::{Backend, MemoryBackend, OpenOptions};
 pub use clock::Stamp;
 pub use display::{Escaped, redact_userinfo};
 pub use elector::{
-    ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, LeaseDeadlines, Phase, Timing, Unhealthy,
-    check_identity,
+    Candidacy, ElectionEnd, ElectionState, ElectorBuilder, ElectorConfig, Health, LeaderElector, Leadership, LeaseDeadlines, Phase, Timing,
+    Unhealthy, check_identity,
 };
 pub use error::{BoxError, Error, Result, bounded, error_chain};
 pub use fence::{Fence, FencingTerm};

@@ -169,6 +169,23 @@ pub struct ElectorConfig {
     pub drain_timeout: Duration,
     /// How long past its deadline the health check still reports a leader healthy.
     pub health_tolerance: Duration,
+    /// Whether and how this candidate registers in the lock's roster (see
+    /// [`roster`](crate::roster)): off unless [`ElectorBuilder::register`] is called.
+    pub candidacy: Option<Candidacy>,
+}
+
+/// A candidate's registration settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidacy {
+    /// Higher is preferred: a leader hands over to a live candidate of higher priority
+    /// once it has been registered without a gap for `hold_down`.
+    pub priority: i32,
+    /// How long a higher-priority candidate must have been registered without a gap
+    /// before the leader hands over to it (default: two leases, at least one).
+    pub hold_down: Duration,
+    /// How often the registration is refreshed (default: the lease duration); it
+    /// counts as live for three of these.
+    pub refresh: Duration,
 }
 
 impl ElectorConfig {
@@ -200,6 +217,20 @@ impl ElectorConfig {
         if self.drain_timeout > MAX_LEASE_DURATION || self.health_tolerance > MAX_LEASE_DURATION {
             return fail(format!("drain timeout and health tolerance must not exceed {MAX_LEASE_DURATION:?}"));
         }
+        if let Some(c) = &self.candidacy {
+            if c.refresh < MIN_RETRY_PERIOD || c.refresh > MAX_LEASE_DURATION {
+                return fail(format!(
+                    "registration refresh ({:?}) must be between {MIN_RETRY_PERIOD:?} and {MAX_LEASE_DURATION:?}",
+                    c.refresh
+                ));
+            }
+            if c.hold_down < self.lease_duration || c.hold_down > MAX_LEASE_DURATION {
+                return fail(format!(
+                    "hold-down time ({:?}) must be at least the lease ({:?}), so a flapping candidate cannot move the lock back and forth, and at most {MAX_LEASE_DURATION:?}",
+                    c.hold_down, self.lease_duration
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -211,6 +242,8 @@ pub struct ElectorBuilder {
     config: ElectorConfig,
     call_timeout_set: bool,
     drain_timeout_set: bool,
+    hold_down_set: Option<Duration>,
+    refresh_set: Option<Duration>,
     callbacks: Callbacks,
 }
 
@@ -230,9 +263,12 @@ impl ElectorBuilder {
                 stop_on_permanent_error: true,
                 drain_timeout: DEFAULT_RENEW_DEADLINE,
                 health_tolerance: Duration::ZERO,
+                candidacy: None,
             },
             call_timeout_set: false,
             drain_timeout_set: false,
+            hold_down_set: None,
+            refresh_set: None,
             callbacks: Callbacks::default(),
         }
     }
@@ -303,6 +339,30 @@ impl ElectorBuilder {
         self
     }
 
+    /// Registers this candidate in the lock's roster (see [`roster`](crate::roster)),
+    /// standby or leader, with `priority`: `highlander status` lists it, the metrics
+    /// count it, hand-overs can name it, and a leader of lower priority hands over to it
+    /// once it has been registered without a gap for the hold-down time. Each refresh
+    /// is one read and one write of the roster record (default: once per lease).
+    pub fn register(mut self, priority: i32) -> Self {
+        // The durations are settled at build, from the lease then known.
+        self.config.candidacy = Some(Candidacy { priority, hold_down: Duration::ZERO, refresh: Duration::ZERO });
+        self
+    }
+
+    /// How long a higher-priority candidate must have been registered without a gap
+    /// before a leader hands over to it (default: two leases). Needs [`register`](Self::register).
+    pub fn hold_down(mut self, d: Duration) -> Self {
+        self.hold_down_set = Some(d);
+        self
+    }
+
+    /// How often the registration is refreshed (default: the lease duration). Needs [`register`](Self::register).
+    pub fn registration_refresh(mut self, d: Duration) -> Self {
+        self.refresh_set = Some(d);
+        self
+    }
+
     /// Runs `f` each time this candidate starts leading, as its own task. The
     /// [`Leadership`] carries the fencing token and is cancelled when leadership ends.
     pub fn on_started_leading<F, Fut>(mut self, f: F) -> Self
@@ -333,6 +393,15 @@ impl ElectorBuilder {
         }
         if !self.drain_timeout_set {
             self.config.drain_timeout = self.config.renew_deadline;
+        }
+        if let Some(c) = &mut self.config.candidacy {
+            c.refresh = self.refresh_set.unwrap_or(self.config.lease_duration);
+            c.hold_down = self.hold_down_set.unwrap_or(self.config.lease_duration * 2);
+        } else if self.hold_down_set.is_some() || self.refresh_set.is_some() {
+            return Err(Error::Config(format!(
+                "elector for lock {:?}: a hold-down time or registration refresh needs register(priority)",
+                self.config.lock
+            )));
         }
         self.config.validate()?;
         Ok(LeaderElector::from_parts(self.store, self.config, self.callbacks))

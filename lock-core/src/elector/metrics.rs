@@ -17,6 +17,13 @@ pub const ACQUIRED: &str = "highlander_leadership_acquired_total";
 /// Terms ended without a shutdown (deadline missed or the lease taken). Labels: `lock`, `identity`.
 pub const LOST: &str = "highlander_leadership_lost_total";
 
+/// Live registered candidates, this one and the leader included, as this candidate last
+/// saw the roster. Labels: `lock`, `identity`. Only with registration on.
+pub const CANDIDATES: &str = "highlander_candidates";
+/// Live registered candidates other than the leader: who could take over. Labels:
+/// `lock`, `identity`. Only with registration on.
+pub const STANDBYS: &str = "highlander_standbys";
+
 /// Handles registered once per elector run.
 pub(super) struct ElectorMetrics {
     pub(super) leader: Gauge,

@@ -3,6 +3,7 @@
 
 mod config;
 pub mod metrics;
+mod registration;
 #[cfg(test)]
 mod sim;
 mod state;
@@ -38,8 +39,8 @@ mod mutant {
 }
 
 pub use config::{
-    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, ElectorBuilder, ElectorConfig, JITTER_FACTOR, MAX_IDENTITY_LEN,
-    MAX_LEASE_DURATION, MIN_RETRY_PERIOD, Timing, check_identity,
+    Candidacy, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, ElectorBuilder, ElectorConfig, JITTER_FACTOR,
+    MAX_IDENTITY_LEN, MAX_LEASE_DURATION, MIN_RETRY_PERIOD, Timing, check_identity,
 };
 pub use state::{ElectionState, Health, Leadership, LeaseDeadlines, Phase, Unhealthy};
 
@@ -163,6 +164,17 @@ impl LeaderElector {
     /// leadership is lost). On shutdown the leader signals its work, keeps renewing
     /// while the work drains (bounded by the drain timeout), then releases the lease.
     pub async fn run(self, shutdown: CancellationToken) -> ElectionEnd {
+        let mut registration = self.config.candidacy.map(|candidacy| {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(registration::keep_registered(
+                self.store.clone(),
+                self.config.clone(),
+                candidacy,
+                self.state.subscribe(),
+                stop.clone(),
+            ));
+            registration::Registered { stop, task: Some(task) }
+        });
         let mut run = Campaign::new(&self);
         let end = loop {
             run.publish();
@@ -177,11 +189,17 @@ impl LeaderElector {
             match end {
                 TermEnd::Shutdown => break ElectionEnd::Shutdown,
                 TermEnd::Failed(error) => break ElectionEnd::Failed { error: Arc::new(error) },
-                TermEnd::Lost(_) if shutdown.is_cancelled() => break ElectionEnd::Shutdown,
+                TermEnd::Lost(_) | TermEnd::HandOver(_) if shutdown.is_cancelled() => break ElectionEnd::Shutdown,
                 TermEnd::Lost(reason) if !self.config.recampaign => break ElectionEnd::LostLeadership { reason },
-                TermEnd::Lost(_) => {}
+                TermEnd::HandOver(to) if !self.config.recampaign => {
+                    break ElectionEnd::LostLeadership { reason: format!("handed over to {}", Escaped(&to)) };
+                }
+                TermEnd::Lost(_) | TermEnd::HandOver(_) => {}
             }
         };
+        if let Some(registered) = &mut registration {
+            registered.end().await;
+        }
         self.state.send_modify(|s| {
             s.phase = Phase::Stopped;
             s.fencing_token = None;
@@ -208,12 +226,17 @@ enum Step {
     Vacant,
     /// A store call failed.
     Failed(Error),
+    /// The lock was released for a hand-over to this other candidate: it is left to it
+    /// for a lease.
+    Deferred(String),
 }
 
 enum TermEnd {
     Shutdown,
     Lost(String),
     Failed(Error),
+    /// The leader's work stopped for a hand-over to this candidate.
+    HandOver(String),
 }
 
 enum Acquired {
@@ -324,6 +347,8 @@ struct Campaign<'a> {
     /// When the last write of a tryAcquireOrRenew started: a term's deadline counts from
     /// the start of its winning write, which no standby can have seen earlier.
     write_started: Option<Stamp>,
+    /// The candidate this leader is handing over to, once asked.
+    handing_over: Option<String>,
 }
 
 /// A term under this candidate's identity that it did not write: its token, its bytes
@@ -389,6 +414,7 @@ impl<'a> Campaign<'a> {
             asked_to_wait: None,
             trouble: None,
             write_started: None,
+            handing_over: None,
         }
     }
 
@@ -603,10 +629,23 @@ impl<'a> Campaign<'a> {
             }
             return Step::HeldBy(old.holder_identity.clone());
         }
+        // A hand-over to another candidate: the lock is left to it for a lease from
+        // when this candidate saw the record change.
+        if !self.leading
+            && let Some(preferred) = self.preferred_other(old)
+            && Instant::now() < clock::add(self.observed_time, self.cfg().lease_duration)
+        {
+            return Step::Deferred(preferred);
+        }
 
         // 5. Take or renew it (a confirmed claim is a term from now on).
         let now = Utc::now();
         let mut rec = old.clone();
+        if !self.leading {
+            // A new term: a hand-over to this candidate is done with this write, and
+            // one to a candidate that did not take the lock within a lease is void.
+            rec.preferred_holder = None;
+        }
         rec.holder_identity.clone_from(&self.cfg().identity);
         rec.lease_duration_seconds = self.cfg().lease_seconds();
         rec.renew_time = Some(now);
@@ -675,6 +714,11 @@ impl<'a> Campaign<'a> {
             self.observed_time = Instant::now();
         }
         self.observed_version = Some(seen.version.clone());
+    }
+
+    /// The candidate a record's `preferredHolder` names, if it is someone else.
+    fn preferred_other(&self, rec: &LeaderElectionRecord) -> Option<String> {
+        rec.preferred_holder.clone().filter(|p| !p.is_empty() && *p != self.cfg().identity)
     }
 
     /// A leader found a record that is not its term's: who holds the lock now.
@@ -812,6 +856,9 @@ impl<'a> Campaign<'a> {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), holder = %Escaped(&holder), "lease is held and has not expired")
                 }
                 Step::Lost(holder) => debug!(lock = %self.cfg().lock, %holder, "lease taken"),
+                Step::Deferred(to) => {
+                    debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), to = %Escaped(&to), "the lock is being handed over to another candidate: leaving it to it for a lease")
+                }
                 Step::Vacant => {
                     debug!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), "no record yet: waiting for any lost term to end")
                 }
@@ -1016,6 +1063,15 @@ impl<'a> Campaign<'a> {
     /// successful renewal's write (a read before it proves nothing to a standby), on
     /// both clocks.
     async fn renew(&mut self, term: &mut Term, acquired_at: Stamp, shutdown: &CancellationToken) -> TermEnd {
+        let end = self.renew_until_over(term, acquired_at, shutdown).await;
+        // A drain that began for a hand-over ends as one.
+        match (end, self.handing_over.take()) {
+            (TermEnd::Shutdown, Some(to)) => TermEnd::HandOver(to),
+            (end, _) => end,
+        }
+    }
+
+    async fn renew_until_over(&mut self, term: &mut Term, acquired_at: Stamp, shutdown: &CancellationToken) -> TermEnd {
         let mut valid_until = acquired_at.after(self.cfg().renew_deadline);
         let mut draining_until = None;
         let mut renew_failures = 0u32;
@@ -1040,9 +1096,25 @@ impl<'a> Campaign<'a> {
                         self.metrics.renew_seconds.record(started.instant.elapsed().as_secs_f64());
                         let origin = mutant::origin(self.write_started.take().unwrap_or(started));
                         valid_until = self.extend(origin).valid_until;
+                        if self.handing_over.is_none()
+                            && let Some(to) = self.observed.as_ref().and_then(|r| self.preferred_other(r))
+                        {
+                            info!(
+                                lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), to = %Escaped(&to),
+                                "asked to hand over to {}: stopping the leader's work, then releasing the lease", Escaped(&to)
+                            );
+                            term.leadership.cancel.cancel();
+                            self.handing_over = Some(to.clone());
+                            if term.task.is_none() {
+                                return TermEnd::HandOver(to);
+                            }
+                            draining_until = Some(clock::add(Instant::now(), self.cfg().drain_timeout));
+                        }
                         break;
                     }
-                    Step::Lost(holder) | Step::HeldBy(holder) => return TermEnd::Lost(format!("{holder} holds the lease now")),
+                    Step::Lost(holder) | Step::HeldBy(holder) | Step::Deferred(holder) => {
+                        return TermEnd::Lost(format!("{holder} holds the lease now"));
+                    }
                     Step::Vacant => return TermEnd::Lost("the lock's record vanished and this leader could not write it again".into()),
                     Step::Failed(e) if e.is_permanent() && self.cfg().stop_on_permanent_error => {
                         error!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), error = %e, "stepping down: the store refused for good");
@@ -1091,19 +1163,22 @@ impl<'a> Campaign<'a> {
                 self.last_error = Some(e.to_string());
             }
             TermEnd::Shutdown => {}
+            TermEnd::HandOver(to) => {
+                info!(lock = %self.cfg().lock, identity = %Escaped(&self.cfg().identity), to = %Escaped(to), "the leader's work has stopped: releasing the lease for {}", Escaped(to));
+            }
         }
         self.publish();
         if let Some(mut task) = term.task.take() {
             let grace = match end {
                 TermEnd::Lost(_) | TermEnd::Failed(_) => self.cfg().drain_timeout,
-                TermEnd::Shutdown => Duration::ZERO,
+                TermEnd::Shutdown | TermEnd::HandOver(_) => Duration::ZERO,
             };
             if tokio::time::timeout(grace, &mut task).await.is_err() {
                 warn!(lock = %self.cfg().lock, store = %self.store(), identity = %Escaped(&self.cfg().identity), "the leader's work did not finish within the drain timeout; aborting it");
                 task.abort();
             }
         }
-        if matches!(end, TermEnd::Shutdown) && self.cfg().release_on_cancel {
+        if matches!(end, TermEnd::Shutdown) && self.cfg().release_on_cancel || matches!(end, TermEnd::HandOver(_)) {
             self.release().await;
         }
         if let Some(f) = &self.elector.callbacks.stopped {

@@ -489,3 +489,83 @@ fn defaults_are_client_gos() {
     );
     assert!(c.call_timeout <= c.renew_deadline && c.release_on_cancel && c.recampaign);
 }
+
+fn seed_released_for(store: &MemoryStore, preferred: &str) {
+    let mut rec = LeaderElectionRecord::new(OTHER, 10, Utc::now()).released(Utc::now());
+    rec.fencing_token = Some(FencingToken(4));
+    rec.preferred_holder = Some(preferred.into());
+    store.put_raw(&lock(), rec.to_json().expect("encode"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_released_for_a_hand_over_is_left_to_the_preferred_candidate_for_a_lease() {
+    let store = MemoryStore::new();
+    seed_released_for(&store, "preferred");
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Deferred(to) if to == "preferred"));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Deferred(_)), "9 s of a 10 s lease: still left to it");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "a lease later, anyone may take it");
+    let rec = stored(&store);
+    assert_eq!((rec.holder_identity.as_str(), rec.preferred_holder.as_deref()), (ME, None), "the void hand-over is cleared: {rec:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_preferred_candidate_takes_the_lock_at_once_and_clears_the_hand_over() {
+    let store = MemoryStore::new();
+    seed_released_for(&store, ME);
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held));
+    let rec = stored(&store);
+    assert_eq!((rec.holder_identity.as_str(), rec.preferred_holder.as_deref()), (ME, None), "{rec:?}");
+}
+
+/// A leader asked to hand over (by `roster::hand_over`, as `highlander handover` does)
+/// stops its work, releases, and the named standby leads; the rest wait.
+#[tokio::test(start_paused = true)]
+async fn a_hand_over_moves_the_lock_to_the_named_standby_and_no_one_else() {
+    let store = MemoryStore::with_watch();
+    let leaders: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (id, delay) in [("a", 0u64), ("b", 1), ("c", 1)] {
+        tokio::time::sleep(Duration::from_secs(delay)).await;
+        let seen = leaders.clone();
+        let e = LeaderElector::builder(store.clone(), lock(), id)
+            .lease_duration(Duration::from_secs(10))
+            .renew_deadline(Duration::from_secs(5))
+            .retry_period(Duration::from_secs(2))
+            .register(0)
+            .on_started_leading(move |l| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push(l.identity().to_string());
+                    l.lost().await;
+                }
+            })
+            .build()
+            .expect("config");
+        tasks.push(e.spawn(shutdown.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(*leaders.lock().expect("lock"), ["a"], "a leads after its claim stood");
+    let live = crate::roster::candidates(&store, &lock()).await.expect("roster");
+    assert_eq!(live.iter().map(|c| c.identity.as_str()).collect::<Vec<_>>(), ["a", "b", "c"], "all three registered");
+    let to = crate::roster::hand_over(&store, &lock(), Some("c")).await.expect("hand over");
+    assert_eq!(to, "c");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(*leaders.lock().expect("lock"), ["a", "c"], "c leads next, and only c");
+    let rec = stored(&store);
+    assert_eq!((rec.holder_identity.as_str(), rec.preferred_holder.as_deref()), ("c", None), "{rec:?}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(*leaders.lock().expect("lock"), ["a", "c"], "and it stays with c");
+    shutdown.cancel();
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), ElectionEnd::Shutdown);
+    }
+    let left = crate::roster::candidates(&store, &lock()).await.expect("roster");
+    assert!(left.is_empty(), "each candidate removed its entry on shutdown: {left:?}");
+}
