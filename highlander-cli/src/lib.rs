@@ -5,7 +5,9 @@
 //!   API emulator started in-process), the leader crashes, a standby takes over.
 //! - `highlander run --store URL --lock NAME -- CMD…`: runs a command only while this
 //!   process leads.
-//! - `highlander status`, `highlander reset`: a lock's record, and releasing it by hand.
+//! - `highlander status`, `highlander reset`: a lock's record and candidates, and
+//!   releasing it by hand.
+//! - `highlander handover --store URL --lock NAME [--to ID]`: the leader hands over now.
 //! - `highlander conformance --store URL`: the shared suite against a running store.
 //! - `highlander chaos --store URL`: real candidates under real faults, and an oracle.
 //!
@@ -23,6 +25,7 @@ mod chaos;
 mod conformance;
 mod demo;
 mod guard;
+mod handover;
 mod reset;
 mod run;
 mod serve;
@@ -78,6 +81,10 @@ enum Command {
     /// Releases a lock by hand: compare-and-set on the version `status` showed, and only
     /// once its holder's lease has expired unless --force.
     Reset(reset::Args),
+    /// Asks the lock's leader to hand over now, to --to or to the best live standby:
+    /// it stops its command as on SIGTERM and releases, and that candidate takes over.
+    /// Refused if no one leads or the candidate is not live in the lock's roster.
+    Handover(handover::Args),
     /// Runs the shared conformance suite against a running store and prints its semantics.
     Conformance(conformance::Args),
     /// Real `highlander run` candidates on one lock under real faults (kill, pause,
@@ -231,7 +238,9 @@ pub fn main_with(backends: &[&'static dyn highlander::Backend]) -> ExitCode {
     // `run` and `status` are one elector or one look: a single thread keeps an idle
     // candidate small. The demo and the suite run many electors at once.
     let runtime = match cli.command {
-        Command::Run(_) | Command::Status(_) | Command::Reset(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Command::Run(_) | Command::Status(_) | Command::Reset(_) | Command::Handover(_) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
@@ -244,6 +253,7 @@ pub fn main_with(backends: &[&'static dyn highlander::Backend]) -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS),
             Command::Reset(args) => reset::reset(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Handover(args) => handover::handover(args).await.map(|()| ExitCode::SUCCESS),
             Command::Conformance(args) => conformance::conformance(args).await.map_err(Failure::from),
             Command::Chaos(args) => chaos::chaos(args).await,
         }

@@ -71,6 +71,20 @@ pub(crate) struct Args {
     /// ETCD_PASSWORD, AWS_SECRET_ACCESS_KEY…), which it does not get by default.
     #[arg(long = "pass-store-secrets")]
     pass_store_secrets: bool,
+    /// This candidate's priority: a leader hands over to a live candidate of higher
+    /// priority once it has been registered without a gap for --hold-down (a home
+    /// region: give its candidates a higher one).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// How long a higher-priority candidate must have been registered without a gap
+    /// before the leader hands over to it (default: two leases; at least one).
+    #[arg(long = "hold-down", value_parser = crate::duration)]
+    hold_down: Option<Duration>,
+    /// Do not register in the lock's roster: `status` does not list this candidate,
+    /// hand-overs cannot name it, priorities do not apply. Saves one read and one write
+    /// of the roster per lease.
+    #[arg(long = "no-register", conflicts_with = "hold_down")]
+    no_register: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -155,9 +169,13 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         .recampaign(!args.once)
         // Room to stop the command (grace, then SIGKILL) before the lease is released.
         .drain_timeout(grace + Duration::from_secs(2))
-        .on_started_leading(move |leadership| supervise(spec.clone(), leadership, ended_tx.clone()))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .on_started_leading(move |leadership| supervise(spec.clone(), leadership, ended_tx.clone()));
+    let elector = match (args.no_register, args.hold_down) {
+        (true, _) => elector,
+        (false, None) => elector.register(args.priority),
+        (false, Some(hold_down)) => elector.register(args.priority).hold_down(hold_down),
+    };
+    let elector = elector.build().map_err(|e| e.to_string())?;
     serve::start(args.metrics, args.health, recorder, elector.health(), elector.subscribe()).await?;
     info!(lock = %lock, identity = %identity, store = %store, "campaigning");
 

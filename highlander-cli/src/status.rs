@@ -1,7 +1,12 @@
 //! `highlander status`: a lock's record, once or on every change.
 
 use crate::Failure;
-use highlander::{FencingToken, LeaseStore, LockName, OpenOptions, display::Unquoted, open_with};
+use highlander::{
+    FencingToken, LeaseStore, LockName, OpenOptions,
+    display::Unquoted,
+    open_with,
+    roster::{self, Candidate},
+};
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -163,6 +168,12 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
     let expiry = if observe { observe_expiry(store, lock, &seen).await? } else { Expiry::by_clock(&seen.record, chrono::Utc::now()) };
     let expired = expiry.expired();
     let r = seen.record;
+    let now = chrono::Utc::now();
+    let leader = (r.is_held() && !r.claim).then(|| r.holder_identity.clone());
+    let roster: Result<Vec<Candidate>, String> = roster::candidates(store, lock)
+        .await
+        .map(|all| all.into_iter().filter(|c| c.registration.is_live(now)).collect())
+        .map_err(|e| e.to_string());
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     if json {
         // JSON escapes whatever the record holds.
@@ -174,6 +185,14 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
             "expiry": expiry.describe(),
             "leaderTransitions": r.leader_transitions, "fencingToken": r.fencing_token.map(FencingToken::get),
             "version": seen.version.as_str(), "claim": r.claim,
+            "preferredHolder": r.preferred_holder.as_ref().filter(|p| !p.is_empty()),
+            "candidates": roster.as_ref().ok().map(|live| live.iter().map(|c| serde_json::json!({
+                "identity": c.identity, "priority": c.registration.priority, "leader": Some(&c.identity) == leader.as_ref(),
+                "since": time(Some(c.registration.since)), "lastSeen": time(Some(c.registration.last_seen)),
+                "version": c.registration.version,
+            })).collect::<Vec<_>>()),
+            "standbys": roster.as_ref().ok().map(|live| standbys(live, leader.as_deref())),
+            "candidatesError": roster.as_ref().err(),
         })
         .to_string());
     }
@@ -186,7 +205,7 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
         (true, false) => Unquoted(&r.holder_identity).to_string(),
         (false, _) => "(none: released)".into(),
     };
-    Ok(format!(
+    let mut text = format!(
         "lock           {}\nstore          {store}\nholder         {holder}\nacquired       {}\nrenewed        {}\nlease          {}s\nexpired        {}\ntransitions    {}\nfencing token  {}\nversion        {}",
         Unquoted(lock.as_str()),
         time(r.acquire_time).unwrap_or_else(|| "-".into()),
@@ -196,7 +215,48 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
         r.leader_transitions,
         r.fencing_token.map_or_else(|| "-".into(), |t| t.to_string()),
         shell_quoted(seen.version.as_str()),
-    ))
+    );
+    if let Some(to) = r.preferred_holder.as_ref().filter(|p| !p.is_empty()) {
+        text.push_str(&format!("\nhand-over      to {} (asked; the leader stops its work and releases)", Unquoted(to)));
+    }
+    text.push_str(&candidates_text(&roster, leader.as_deref(), now));
+    Ok(text)
+}
+
+/// Live candidates other than the leader.
+fn standbys(live: &[Candidate], leader: Option<&str>) -> usize {
+    live.iter().filter(|c| Some(c.identity.as_str()) != leader).count()
+}
+
+/// The live candidates, one line each, and how many could take over.
+fn candidates_text(roster: &Result<Vec<Candidate>, String>, leader: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let live = match roster {
+        Err(e) => return format!("\ncandidates     cannot be read: {e}"),
+        Ok(live) if live.is_empty() => {
+            return "\ncandidates     none registered (candidates of `highlander run` register unless run with --no-register)".into();
+        }
+        Ok(live) => live,
+    };
+    let mut text = String::new();
+    for (i, c) in live.iter().enumerate() {
+        let seen = (now - c.registration.last_seen).to_std().unwrap_or_default();
+        text.push_str(&format!(
+            "\n{}{}  priority {}  {}  registered {}s  seen {:.1}s ago  highlander {}",
+            if i == 0 { "candidates     " } else { "               " },
+            Unquoted(&c.identity),
+            c.registration.priority,
+            if Some(c.identity.as_str()) == leader { "leader " } else { "standby" },
+            c.registration.registered_for(now).as_secs(),
+            seen.as_secs_f64(),
+            Unquoted(&c.registration.version),
+        ));
+    }
+    let n = standbys(live, leader);
+    text.push_str(&format!(
+        "\nstandbys       {n}{}",
+        if n == 0 { " (no live candidate could take over: one crash from an outage)" } else { "" }
+    ));
+    text
 }
 
 /// A store's version as a shell word, to paste after `reset --expect-version` (an ETag

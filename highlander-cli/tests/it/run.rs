@@ -891,3 +891,84 @@ async fn a_missing_password_exits_at_once_naming_the_variable() {
     assert!(!stderr.contains("trying again"), "not retried: {stderr}");
     println!("exit 1 after {took:?}: {}", stderr.trim());
 }
+
+/// `highlander` with `args` against the test's Postgres: (success, stdout, stderr).
+fn highlander(pg: &Pg, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_highlander"))
+        .args(args)
+        .env("HIGHLANDER_STORE", &pg.url)
+        .env("PGPASSWORD", &pg.password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("highlander runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Waits until `highlander status` prints a line containing each of `lines`.
+fn status_shows(pg: &Pg, lock: &str, lines: &[&str], within: Duration) -> String {
+    let until = Instant::now() + within;
+    loop {
+        let (_, out, _) = highlander(pg, &["status", "--lock", lock]);
+        if lines.iter().all(|want| out.lines().any(|l| l.contains(want))) {
+            return out;
+        }
+        assert!(Instant::now() < until, "status never showed {lines:?} within {within:?}:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_the_candidates_and_a_hand_over_moves_the_command_with_no_overlap() {
+    let pg = postgres().await;
+    let lock = unique("handover");
+    let log = tempdir("handover").join("ticks");
+    let mut east = Candidate::start(&pg, &lock, "east", &log, &[], TICKER);
+    east.started(Duration::from_secs(15));
+    let mut west = Candidate::start(&pg, &lock, "west", &log, &["--priority", "-1"], TICKER);
+    status_shows(&pg, &lock, &["east  priority 0  leader", "west  priority -1  standby", "standbys       1"], Duration::from_secs(10));
+    let json = highlander(&pg, &["status", "--lock", &lock, "--json"]).1;
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("status --json");
+    assert_eq!(parsed["standbys"], 1, "{json}");
+    assert_eq!(parsed["candidates"].as_array().map(Vec::len), Some(2), "{json}");
+
+    // Refused, nothing written: an unknown candidate, the leader itself.
+    let (ok, _, err) = highlander(&pg, &["handover", "--lock", &lock, "--to", "nobody"]);
+    assert!(!ok && err.contains("\"nobody\" is not a live candidate") && err.contains(&lock) && err.contains("postgres"), "{err}");
+    let (ok, _, err) = highlander(&pg, &["handover", "--lock", &lock, "--to", "east"]);
+    assert!(!ok && err.contains("already leads"), "{err}");
+    assert!(!err.contains(&pg.password) || pg.password.is_empty(), "the password leaked: {err}");
+
+    // Without --to: the best live standby, the only one here.
+    let asked = now_ns();
+    let (ok, out, err) = highlander(&pg, &["handover", "--lock", &lock, "--wait", "10s"]);
+    assert!(ok, "{out}{err}\n{}", east.logs());
+    assert!(out.contains("\"west\" leads lock"), "{out}");
+    west.started(Duration::from_secs(5));
+    let terms = assert_terms_never_overlap(&log);
+    let ids: Vec<&str> = terms.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(ids, ["east", "west"], "the command moved to west, once");
+    let east_stop =
+        ticks(&log).iter().filter(|t| t.identity == "east" && t.kind == "stop").map(|t| t.at_ns).max().expect("east stopped on SIGTERM");
+    let west_first = first_tick(&log, "west", asked, Duration::from_secs(5));
+    eprintln!(
+        "hand-over on Postgres: asked → east's command stopped {:.0} ms, → west's first tick {:.0} ms ({:.0} ms after east's stop)",
+        ms(east_stop - asked),
+        ms(west_first - asked),
+        ms(west_first - east_stop)
+    );
+    status_shows(&pg, &lock, &["east  priority 0  standby", "west  priority -1  leader"], Duration::from_secs(10));
+    let rec = pg.store.get(&LockName::new(&lock).expect("name")).await.expect("get").expect("record").record;
+    assert_eq!(rec.preferred_holder, None, "the done hand-over is cleared from the record: {rec:?}");
+    // A higher priority and no hold-down passed: east (0 > -1) takes it back only after
+    // its hold-down (two leases, counted from when it stopped leading).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(assert_terms_never_overlap(&log).len(), 2, "east took the lock back before its hold-down time");
+    first_tick(&log, "east", west_first, Duration::from_secs(15));
+    assert_eq!(assert_terms_never_overlap(&log).iter().map(|t| t.1.clone()).collect::<Vec<_>>(), ["east", "west", "east"]);
+
+    east.signal(Signal::SIGTERM);
+    west.signal(Signal::SIGTERM);
+    east.wait(Duration::from_secs(10));
+    west.wait(Duration::from_secs(10));
+    status_shows(&pg, &lock, &["candidates     none registered"], Duration::from_secs(5));
+}
