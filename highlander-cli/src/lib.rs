@@ -8,6 +8,8 @@
 //! - `highlander status`, `highlander reset`: a lock's record and candidates, and
 //!   releasing it by hand.
 //! - `highlander handover --store URL --lock NAME [--to ID]`: the leader hands over now.
+//! - `highlander elect --store URL --lock NAME --serve ADDR`: campaigns with no command
+//!   and serves who leads over HTTP, for a service in any language.
 //! - `highlander conformance --store URL`: the shared suite against a running store.
 //! - `highlander chaos --store URL`: real candidates under real faults, and an oracle.
 //!
@@ -24,6 +26,7 @@
 mod chaos;
 mod conformance;
 mod demo;
+mod elect;
 mod guard;
 mod handover;
 mod reset;
@@ -76,6 +79,10 @@ enum Command {
     /// exits with the command's status (128 + signal if it was killed, 127 if it could
     /// not be started).
     Run(run::Args),
+    /// Campaigns with no command and serves who leads over HTTP (a sidecar for a
+    /// service in any language): GET /leader, GET /watch (long poll), /healthz,
+    /// /metrics. On SIGTERM, SIGINT or SIGHUP it releases the lease and exits.
+    Elect(elect::Args),
     /// Shows a lock's record: holder, times, lease, expiry, transitions, fencing token.
     Status(status::Args),
     /// Releases a lock by hand: compare-and-set on the version `status` showed, and only
@@ -142,6 +149,36 @@ pub(crate) struct Target {
     /// The lock's name.
     #[arg(long)]
     lock: String,
+}
+
+/// A candidate's registration in the lock's roster, on unless --no-register.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct CandidacyArgs {
+    /// This candidate's priority: a leader hands over to a live candidate of higher
+    /// priority once it has been registered without a gap for --hold-down (a home
+    /// region: give its candidates a higher one).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// How long a higher-priority candidate must have been registered without a gap
+    /// before the leader hands over to it (default: two leases; at least one).
+    #[arg(long = "hold-down", value_parser = duration)]
+    hold_down: Option<Duration>,
+    /// Do not register in the lock's roster: `status` does not list this candidate,
+    /// hand-overs cannot name it, priorities do not apply. Saves one read and one write
+    /// of the roster per lease.
+    #[arg(long = "no-register", conflicts_with = "hold_down")]
+    no_register: bool,
+}
+
+impl CandidacyArgs {
+    /// The elector's builder with this registration.
+    pub(crate) fn apply(self, builder: highlander::ElectorBuilder) -> highlander::ElectorBuilder {
+        match (self.no_register, self.hold_down) {
+            (true, _) => builder,
+            (false, None) => builder.register(self.priority),
+            (false, Some(hold_down)) => builder.register(self.priority).hold_down(hold_down),
+        }
+    }
 }
 
 /// The elector's durations; lock-core's defaults (client-go's) for any not given.
@@ -223,7 +260,7 @@ pub fn main_with(backends: &[&'static dyn highlander::Backend]) -> ExitCode {
         // Highlander's own crates (lock_core, lock_postgres, …) say what they do; the
         // drivers under them would repeat a store outage at every reconnect, and the
         // elector already says it once, naming the lock.
-        Command::Run(_) => "error,highlander=info,lock_=info",
+        Command::Run(_) | Command::Elect(_) => "error,highlander=info,lock_=info",
         Command::Conformance(_) | Command::Chaos(_) => "error",
         _ => "warn",
     };
@@ -238,7 +275,7 @@ pub fn main_with(backends: &[&'static dyn highlander::Backend]) -> ExitCode {
     // `run` and `status` are one elector or one look: a single thread keeps an idle
     // candidate small. The demo and the suite run many electors at once.
     let runtime = match cli.command {
-        Command::Run(_) | Command::Status(_) | Command::Reset(_) | Command::Handover(_) => {
+        Command::Run(_) | Command::Elect(_) | Command::Status(_) | Command::Reset(_) | Command::Handover(_) => {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         }
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
@@ -251,6 +288,7 @@ pub fn main_with(backends: &[&'static dyn highlander::Backend]) -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS).map_err(Failure::from),
             Command::Run(args) => run::run(args).await,
+            Command::Elect(args) => elect::elect(args).await.map(|()| ExitCode::SUCCESS),
             Command::Status(args) => status::status(args).await.map(|()| ExitCode::SUCCESS),
             Command::Reset(args) => reset::reset(args).await.map(|()| ExitCode::SUCCESS),
             Command::Handover(args) => handover::handover(args).await.map(|()| ExitCode::SUCCESS),

@@ -71,20 +71,8 @@ pub(crate) struct Args {
     /// ETCD_PASSWORD, AWS_SECRET_ACCESS_KEY…), which it does not get by default.
     #[arg(long = "pass-store-secrets")]
     pass_store_secrets: bool,
-    /// This candidate's priority: a leader hands over to a live candidate of higher
-    /// priority once it has been registered without a gap for --hold-down (a home
-    /// region: give its candidates a higher one).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    priority: i32,
-    /// How long a higher-priority candidate must have been registered without a gap
-    /// before the leader hands over to it (default: two leases; at least one).
-    #[arg(long = "hold-down", value_parser = crate::duration)]
-    hold_down: Option<Duration>,
-    /// Do not register in the lock's roster: `status` does not list this candidate,
-    /// hand-overs cannot name it, priorities do not apply. Saves one read and one write
-    /// of the roster per lease.
-    #[arg(long = "no-register", conflicts_with = "hold_down")]
-    no_register: bool,
+    #[command(flatten)]
+    candidacy: crate::CandidacyArgs,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -170,12 +158,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         // Room to stop the command (grace, then SIGKILL) before the lease is released.
         .drain_timeout(grace + Duration::from_secs(2))
         .on_started_leading(move |leadership| supervise(spec.clone(), leadership, ended_tx.clone()));
-    let elector = match (args.no_register, args.hold_down) {
-        (true, _) => elector,
-        (false, None) => elector.register(args.priority),
-        (false, Some(hold_down)) => elector.register(args.priority).hold_down(hold_down),
-    };
-    let elector = elector.build().map_err(|e| e.to_string())?;
+    let elector = args.candidacy.apply(elector).build().map_err(|e| e.to_string())?;
     serve::start(args.metrics, args.health, recorder, elector.health(), elector.subscribe()).await?;
     info!(lock = %lock, identity = %identity, store = %store, "campaigning");
 
@@ -194,7 +177,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
 /// Opens the store; one that is down now may be up in a moment: a standby started during
 /// an outage waits for it (a pod must not crash-loop), saying so once; a wrong URL or
 /// refused credentials end the run at once.
-async fn open_store(url: &str, create: bool, lock: &LockName, timing: highlander::Timing) -> Result<highlander::SharedStore, Failure> {
+pub(crate) async fn open_store(
+    url: &str,
+    create: bool,
+    lock: &LockName,
+    timing: highlander::Timing,
+) -> Result<highlander::SharedStore, Failure> {
     let options = OpenOptions::new(timing);
     let mut unreached = 0u32;
     loop {
@@ -296,7 +284,7 @@ async fn until_ended(
     Ok((end, last))
 }
 
-fn stop_on_signal(name: &str, shutdown: &CancellationToken) {
+pub(crate) fn stop_on_signal(name: &str, shutdown: &CancellationToken) {
     if shutdown.is_cancelled() {
         return;
     }
@@ -310,7 +298,7 @@ fn exit_code(status: ExitStatus) -> u8 {
     u8::try_from(code).unwrap_or(1)
 }
 
-fn default_identity() -> String {
+pub(crate) fn default_identity() -> String {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty() && check_identity(h).is_ok());
     format!("{}-{}", host.as_deref().unwrap_or("unknown-host"), std::process::id())
 }

@@ -1,4 +1,5 @@
-//! `--metrics ADDR` (Prometheus text at `/metrics`) and `--health ADDR` (`/healthz`).
+//! `--metrics ADDR` (Prometheus text at `/metrics`) and `--health ADDR` (`/healthz`);
+//! for `elect`, `/leader` and `/watch` too.
 //!
 //! A deliberately small HTTP/1 server: one request per connection (`Connection:
 //! close`), a request head that must arrive within [`REQUEST_TIMEOUT`], at most
@@ -18,7 +19,8 @@ use tracing::{info, warn};
 
 /// The most connections served at once; a connection beyond it is closed at once.
 const MAX_CONNECTIONS: usize = 4096;
-/// A client must send its whole request head within this, and read the answer within it too.
+/// A client must send its whole request head within this, and read the answer within it
+/// too (a `/watch` answer may wait for a change first).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -59,10 +61,18 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// What a listener answers.
-#[derive(Clone)]
-struct Routes {
-    metrics: Option<PrometheusHandle>,
-    health: Option<(Health, watch::Receiver<ElectionState>)>,
+#[derive(Clone, Default)]
+pub(crate) struct Routes {
+    pub(crate) metrics: Option<PrometheusHandle>,
+    pub(crate) health: Option<(Health, watch::Receiver<ElectionState>)>,
+    pub(crate) election: Option<crate::elect::Election>,
+}
+
+impl Routes {
+    /// How long a request may hold its connection, head and answer included.
+    fn bound(&self) -> Duration {
+        if self.election.is_some() { REQUEST_TIMEOUT * 2 + crate::elect::WATCH_MAX } else { REQUEST_TIMEOUT }
+    }
 }
 
 /// Binds the listeners now (a bad address fails the command at once) and serves them
@@ -74,7 +84,7 @@ pub(crate) async fn start(
     check: Health,
     state: watch::Receiver<ElectionState>,
 ) -> Result<(), String> {
-    let health_routes = || Routes { metrics: None, health: Some((check.clone(), state.clone())) };
+    let health_routes = || Routes { health: Some((check.clone(), state.clone())), ..Routes::default() };
     let mut servers: Vec<(SocketAddr, Routes, &str)> = Vec::new();
     match (metrics, recorder, health) {
         (Some(m), Some(handle), Some(h)) if m == h && m.port() != 0 => {
@@ -82,7 +92,7 @@ pub(crate) async fn start(
         }
         (m, handle, h) => {
             if let (Some(m), Some(handle)) = (m, handle) {
-                servers.push((m, Routes { metrics: Some(handle), health: None }, "/metrics"));
+                servers.push((m, Routes { metrics: Some(handle), ..Routes::default() }, "/metrics"));
             }
             if let Some(h) = h {
                 servers.push((h, health_routes(), "/healthz"));
@@ -90,12 +100,18 @@ pub(crate) async fn start(
         }
     }
     for (addr, routes, paths) in servers {
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for {paths}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| format!("cannot listen on {addr} for {paths}: {e}"))?;
-        info!(address = %bound, paths, "serving {paths} on http://{bound}");
-        tokio::spawn(serve(listener, routes, bound, paths));
+        bind(addr, routes, paths).await?;
     }
     Ok(())
+}
+
+/// Binds `addr` now and serves `routes` there in the background; the address bound.
+pub(crate) async fn bind(addr: SocketAddr, routes: Routes, paths: &'static str) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for {paths}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| format!("cannot listen on {addr} for {paths}: {e}"))?;
+    info!(address = %bound, paths, "serving {paths} on http://{bound}");
+    tokio::spawn(serve(listener, routes, bound, paths));
+    Ok(bound)
 }
 
 async fn serve(listener: TcpListener, routes: Routes, bound: SocketAddr, paths: &'static str) {
@@ -111,7 +127,7 @@ async fn serve(listener: TcpListener, routes: Routes, bound: SocketAddr, paths: 
                 let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
                 let routes = routes.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &routes)).await;
+                    let _ = tokio::time::timeout(routes.bound(), answer(stream, &routes)).await;
                     drop(slot);
                 });
             }
@@ -135,37 +151,55 @@ async fn serve(listener: TcpListener, routes: Routes, bound: SocketAddr, paths: 
 async fn answer(mut stream: TcpStream, routes: &Routes) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return respond(&mut stream, 431, "text/plain; charset=utf-8", "request head too large\n").await;
+    let read_head = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() > MAX_HEAD {
+                return Ok(false);
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            head.extend_from_slice(&chunk[..n]);
         }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..n]);
+        Ok::<bool, std::io::Error>(true)
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, read_head).await {
+        Err(_) | Ok(Err(_)) => return Ok(()),
+        Ok(Ok(false)) => return respond(&mut stream, 431, "text/plain; charset=utf-8", "request head too large\n").await,
+        Ok(Ok(true)) => {}
     }
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    let path = target.split('?').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if method != "GET" {
         return respond(&mut stream, 405, "text/plain; charset=utf-8", "only GET\n").await;
     }
-    match (path, &routes.metrics, &routes.health) {
-        ("/metrics", Some(handle), _) => respond(&mut stream, 200, "text/plain; version=0.0.4", &handle.render()).await,
-        ("/healthz", _, Some((check, state))) => {
+    let body = match (path, &routes.metrics, &routes.health, &routes.election) {
+        ("/metrics", Some(handle), _, _) => (200, "text/plain; version=0.0.4", handle.render()),
+        ("/healthz", _, Some((check, state)), _) => {
             let (status, body) = healthz(check, state);
-            respond(&mut stream, status, "text/plain; charset=utf-8", &body).await
+            (status, "text/plain; charset=utf-8", body)
         }
-        _ => respond(&mut stream, 404, "text/plain; charset=utf-8", "not found\n").await,
-    }
+        ("/leader" | "/", _, _, Some(election)) => (200, "application/json", election.now()),
+        ("/watch", _, _, Some(election)) => match election.watch(query).await {
+            Ok(body) => (200, "application/json", body),
+            Err(why) => (400, "text/plain; charset=utf-8", format!("{why}\n")),
+        },
+        _ => (404, "text/plain; charset=utf-8", "not found\n".to_string()),
+    };
+    let (status, content_type, body) = body;
+    tokio::time::timeout(REQUEST_TIMEOUT, respond(&mut stream, status, content_type, &body))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",

@@ -26,8 +26,9 @@ fn row(what: &str, calls: CallCounts, per: u32, unit: &str) {
 }
 
 /// Runs one leader for `RENEWALS` retry periods and returns the calls made while renewing.
-async fn renewals<S: LeaseStore + Clone + 'static>(store: CountingStore<S>) -> CallCounts {
-    let elector = LeaderElector::builder(store.clone(), lock(), "leader").build().expect("defaults");
+async fn renewals<S: LeaseStore + Clone + 'static>(store: CountingStore<S>, register: bool) -> CallCounts {
+    let builder = LeaderElector::builder(store.clone(), lock(), "leader");
+    let elector = if register { builder.register(0) } else { builder }.build().expect("defaults");
     let period = elector.config().retry_period;
     let mut state = elector.subscribe();
     let shutdown = CancellationToken::new();
@@ -59,7 +60,7 @@ async fn acquisition(setup: impl FnOnce(&MemoryStore)) -> CallCounts {
 }
 
 /// A standby watching a healthy leader: calls per standby poll.
-async fn standby_polls() -> (CallCounts, u64) {
+async fn standby_polls(register: bool) -> (CallCounts, u64) {
     let memory = MemoryStore::new();
     let leader = LeaderElector::builder(memory.clone(), lock(), "leader").build().expect("defaults");
     let mut leader_state = leader.subscribe();
@@ -67,7 +68,8 @@ async fn standby_polls() -> (CallCounts, u64) {
     let leader_task = leader.spawn(shutdown.clone());
     leader_state.wait_for(ElectionState::is_leader).await.expect("alive");
     let store = CountingStore::new(memory);
-    let standby = LeaderElector::builder(store.clone(), lock(), "standby").build().expect("defaults");
+    let builder = LeaderElector::builder(store.clone(), lock(), "standby");
+    let standby = if register { builder.register(0) } else { builder }.build().expect("defaults");
     let standby_task = standby.spawn(shutdown.clone());
     let hour = Duration::from_secs(3600);
     let started = Instant::now();
@@ -85,9 +87,11 @@ fn main() {
     rt.block_on(async {
         println!("store calls with client-go's default durations (lease 15s, renew deadline 10s, retry period 2s)");
         println!("{:<44} {:>8} {:>8} {:>8} {:>8}", "", "total", "get", "create", "update");
-        let cas = renewals(CountingStore::new(MemoryStore::new())).await;
+        let cas = renewals(CountingStore::new(MemoryStore::new()), false).await;
         row("renewal, atomic store (fast path)", cas, RENEWALS, "renewal");
-        let lww = renewals(CountingStore::new(MemoryStore::last_writer_wins())).await;
+        let registered = renewals(CountingStore::new(MemoryStore::new()), true).await;
+        row("renewal, atomic store, registered", registered, RENEWALS, "renewal");
+        let lww = renewals(CountingStore::new(MemoryStore::last_writer_wins()), false).await;
         row("renewal, last-writer-wins store", lww, RENEWALS, "renewal");
         row("acquisition of an absent lock", acquisition(|_| {}).await, 1, "acquisition");
         let released = |m: &MemoryStore| {
@@ -96,13 +100,20 @@ fn main() {
             m.put_raw(&lock(), rec.to_json().expect("encode"));
         };
         row("acquisition of a released lock", acquisition(released).await, 1, "acquisition");
-        let (standby, per_hour) = standby_polls().await;
+        let (standby, per_hour) = standby_polls(false).await;
         row("standby watching a live leader (one hour)", standby, 1, "hour");
+        let (standby_registered, _) = standby_polls(true).await;
+        row("the same standby, registered (one hour)", standby_registered, 1, "hour");
         println!();
         println!(
             "requests per hour: leader {:.0} (atomic) / {:.0} (last-writer-wins); each standby {per_hour}",
             cas.total() as f64 / f64::from(RENEWALS) * 1800.0,
             lww.total() as f64 / f64::from(RENEWALS) * 1800.0
+        );
+        println!(
+            "registration (one roster read and write per lease): leader +{:.0}, each standby +{} requests per hour",
+            (registered.total() as f64 - cas.total() as f64) / f64::from(RENEWALS) * 1800.0,
+            standby_registered.total().saturating_sub(standby.total())
         );
     });
 }
