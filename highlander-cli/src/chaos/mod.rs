@@ -53,10 +53,22 @@ pub(crate) enum Fault {
     /// Every candidate's link slowed to a round trip of a quarter of the renew deadline
     /// for the fault's length: the leader must keep its term.
     Slow,
+    /// A planned hand-over (`highlander handover`) to the best live standby: the leader
+    /// stops its command and releases, and that standby, and no other, leads next.
+    Handover,
 }
 
-const ALL: [Fault; 8] =
-    [Fault::Kill, Fault::Pause, Fault::Freeze, Fault::Partition, Fault::Outage, Fault::Release, Fault::RecordLoss, Fault::Slow];
+const ALL: [Fault; 9] = [
+    Fault::Kill,
+    Fault::Pause,
+    Fault::Freeze,
+    Fault::Partition,
+    Fault::Outage,
+    Fault::Release,
+    Fault::RecordLoss,
+    Fault::Slow,
+    Fault::Handover,
+];
 
 impl Fault {
     pub(crate) fn name(self) -> &'static str {
@@ -69,6 +81,7 @@ impl Fault {
             Self::Release => "release",
             Self::RecordLoss => "record-loss",
             Self::Slow => "slow",
+            Self::Handover => "handover",
         }
     }
 }
@@ -190,6 +203,8 @@ struct Run {
     timing: Timing,
     /// The store's raw access, for the record-loss fault.
     raw: Option<std::sync::Arc<dyn highlander::RawAccess>>,
+    /// The store, for the hand-over fault.
+    store: Option<highlander::SharedStore>,
     /// Whether candidates reach the store over the network (a directory cannot be cut off).
     networked: bool,
     record: PathBuf,
@@ -255,6 +270,11 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
     } else {
         None
     };
+    let store = if args.faults.contains(&Fault::Handover) {
+        Some(highlander::open_with(&args.store, &OpenOptions::new(timing)).await.map_err(|e| format!("chaos: {e}"))?)
+    } else {
+        None
+    };
     let mut faults = args.faults.clone();
     if route.is_none() {
         // No network between the candidates and a directory: nothing to partition or slow down.
@@ -274,6 +294,7 @@ pub(crate) async fn chaos(args: Args) -> Result<ExitCode, Failure> {
         lock,
         timing,
         raw,
+        store,
         networked: route.is_some(),
         record: work.join("record"),
         logs: work.clone(),
@@ -423,6 +444,7 @@ async fn round(
     let mut held = 0.0;
     let mut ends_term = true;
     let mut target_note = None;
+    let mut handed_to = None;
     match fault {
         Fault::Kill => {
             let _ = kill(pid, Signal::SIGKILL);
@@ -488,6 +510,13 @@ async fn round(
             held = (hold * 2).as_secs_f64();
             ends_term = false;
         }
+        Fault::Handover => {
+            let store = run.store.as_ref().ok_or("handover needs the store")?;
+            let lock = highlander::LockName::new(&run.lock).map_err(|e| e.to_string())?;
+            let to = highlander::roster::hand_over(&**store, &lock, None).await.map_err(|e| format!("cannot hand over: {e}"))?;
+            target_note = Some(format!("to {to}"));
+            handed_to = Some(to);
+        }
         Fault::RecordLoss => {
             let raw = run.raw.as_ref().ok_or("record-loss needs the store's raw access")?;
             let lock = highlander::LockName::new(&run.lock).map_err(|e| e.to_string())?;
@@ -518,7 +547,7 @@ async fn round(
             }
             held = hold.as_secs_f64();
             ends_term = how != LeaderDuringLoss::Healthy;
-            target_note = Some(how.name());
+            target_note = Some(how.name().to_string());
         }
     }
     if matches!(fault, Fault::Kill | Fault::Release) {
@@ -536,6 +565,11 @@ async fn round(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    if let (Some(to), Some(next)) = (&handed_to, &next)
+        && next.identity != *to
+    {
+        return Err(format!("a hand-over to {to} went to {} instead", next.identity));
+    }
     Ok(RoundResult {
         fault,
         at,

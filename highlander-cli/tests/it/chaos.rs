@@ -31,30 +31,34 @@ async fn every_fault_on_postgres_leaves_no_overlap_and_no_regression() {
     let timeline = record.with_extension("svg");
     let (ok, json, stderr) = tokio::task::spawn_blocking({
         let (record, timeline) = (record.display().to_string(), timeline.display().to_string());
-        move || chaos(&url, &["--rounds", "8", "--seed", "7", "--record", &record, "--timeline", &timeline], &[])
+        move || chaos(&url, &["--rounds", "9", "--seed", "7", "--record", &record, "--timeline", &timeline], &[])
     })
     .await
     .expect("join");
     println!("{json}");
     assert!(ok, "{json}\n{stderr}");
     assert_eq!((json["overlaps"].as_u64(), json["token_regressions"].as_u64()), (Some(0), Some(0)), "{json}");
-    assert_eq!(json["faults"]["record-loss"], 1, "every kind once in eight rounds: {json}");
-    assert_eq!(json["faults"]["slow"], 1, "every kind once in eight rounds: {json}");
+    assert_eq!(json["faults"]["record-loss"], 1, "every kind once in nine rounds: {json}");
+    assert_eq!(json["faults"]["slow"], 1, "every kind once in nine rounds: {json}");
     assert_eq!(
         json["by_fault"]["slow"]["no_takeover"], 1,
         "a slow link (round trip a quarter of the renew deadline) keeps the term: {json}"
     );
-    for kind in ["kill", "pause", "freeze", "partition", "outage", "release"] {
-        assert_eq!(json["faults"][kind], 1, "every kind once in eight rounds: {json}");
+    for kind in ["kill", "pause", "freeze", "partition", "outage", "release", "handover"] {
+        assert_eq!(json["faults"][kind], 1, "every kind once in nine rounds: {json}");
         assert!(json["by_fault"][kind]["takeover_seconds"]["max"].as_f64().is_some(), "a new term after {kind}: {json}");
     }
     assert!(
         json["by_fault"]["release"]["takeover_seconds"]["max"].as_f64().is_some_and(|s| s < 1.0),
         "a release hands over at once: {json}"
     );
+    assert!(
+        json["by_fault"]["handover"]["takeover_seconds"]["max"].as_f64().is_some_and(|s| s < 2.0),
+        "a hand-over moves the lock at the leader's next renewal: {json}"
+    );
     let lines = std::fs::read_to_string(&record).expect("the record was written");
     assert!(lines.lines().all(|l| l.split_whitespace().count() == 5), "UNIX_SECONDS EVENT IDENTITY TOKEN PID");
-    assert!(json["terms"].as_u64().is_some_and(|t| t >= 7), "{json}");
+    assert!(json["terms"].as_u64().is_some_and(|t| t >= 8), "{json}");
     let svg = std::fs::read_to_string(&timeline).expect("the timeline was written");
     assert!(svg.starts_with("<svg") && svg.contains("chaos-1") && !svg.contains("<script"), "{svg}");
     let _ = std::fs::remove_file(record);
