@@ -28,15 +28,28 @@ pub(crate) struct Candidate {
 
 impl Candidate {
     pub(crate) fn spawn(store: SharedStore, lock: &LockName, name: &str, t: Timing, terms: &TermLog) -> Result<Self, Failure> {
+        Self::spawn_with(store, lock, name, t, terms, None)
+    }
+
+    /// As [`spawn`](Self::spawn), registered in the lock's roster with `priority` if given.
+    pub(crate) fn spawn_with(
+        store: SharedStore,
+        lock: &LockName,
+        name: &str,
+        t: Timing,
+        terms: &TermLog,
+        priority: Option<i32>,
+    ) -> Result<Self, Failure> {
         let terms = terms.clone();
-        let elector = LeaderElector::builder(store, lock.clone(), name)
-            .timing(t)
-            .on_started_leading(move |l| {
-                let terms = terms.clone();
-                async move { terms.serve(l).await }
-            })
-            .build()
-            .map_err(|e| Failure(format!("elector config rejected: {e}")))?;
+        let builder = LeaderElector::builder(store, lock.clone(), name).timing(t).on_started_leading(move |l| {
+            let terms = terms.clone();
+            async move { terms.serve(l).await }
+        });
+        let builder = match priority {
+            Some(p) => builder.register(p),
+            None => builder,
+        };
+        let elector = builder.build().map_err(|e| Failure(format!("elector config rejected: {e}")))?;
         let state = elector.subscribe();
         let shutdown = CancellationToken::new();
         let task = elector.spawn(shutdown.clone());
@@ -204,6 +217,66 @@ pub async fn graceful_release_hands_over_quickly(h: &dyn StoreHarness) -> CheckR
     standby.stop().await?;
     ensure!(handover <= bound, "handover after a release took {handover:?}, over {bound:?}: is the release written?");
     Ok(Observation::default().figure("handover_seconds", handover.as_secs_f64()).figure("handover_bound_seconds", bound.as_secs_f64()))
+}
+
+/// Three registered candidates: the roster lists them, and a planned hand-over to a
+/// named standby moves the lock to it, and to no one else, with no overlap.
+pub async fn planned_hand_over_goes_to_the_named_candidate(h: &dyn StoreHarness) -> CheckResult {
+    let (t, lock, terms) = (h.timing(), unique_lock("hand-over"), TermLog::default());
+    let store = h.connect().await?;
+    let mut leader = Candidate::spawn_with(h.connect().await?, &lock, "stalin", t, &terms, Some(0))?;
+    leader.until("lead", ElectionState::is_leader).await?;
+    let mut others = Vec::new();
+    for name in ["napoleon", "cleopatra"] {
+        others.push(Candidate::spawn_with(h.connect().await?, &lock, name, t, &terms, Some(0))?);
+    }
+    let latency = store_latency(h, &lock).await?;
+    // Registered: every candidate refreshes its entry (one of two written at once may
+    // be lost on a last-writer-wins store, and is put back at its next refresh).
+    let listed = Instant::now() + PATIENCE;
+    loop {
+        let live: Vec<String> = lock_core::roster::candidates(&*store, &lock).await?.into_iter().map(|c| c.identity).collect();
+        if live.len() == 3 {
+            break;
+        }
+        ensure!(Instant::now() < listed, "the roster of {lock:?} in {store} lists {live:?}, not the three candidates");
+        tokio::time::sleep(t.retry_period / 2).await;
+    }
+    let asked = Instant::now();
+    let atomic = claims_atomic(h).await?;
+    let mut cleopatra = others.pop().ok_or_else(|| Failure("no candidate".into()))?;
+    loop {
+        match lock_core::roster::hand_over(&*store, &lock, Some("cleopatra")).await {
+            Ok(to) => ensure!(to == "cleopatra", "handed over to {to}"),
+            Err(e) => return Err(Failure(format!("hand-over of {lock:?} in {store}: {e}"))),
+        }
+        // A last-writer-wins store can lose the ask under the leader's renewal: ask again.
+        let waited = if atomic { PATIENCE } else { t.lease };
+        if tokio::time::timeout(waited, cleopatra.state.wait_for(ElectionState::is_leader)).await.is_ok() {
+            break;
+        }
+        ensure!(!atomic && asked.elapsed() < PATIENCE, "cleopatra did not lead within {waited:?} of the hand-over");
+    }
+    let took = asked.elapsed();
+    let found = overlaps(&terms.terms());
+    let leaders: Vec<String> = terms.terms().into_iter().map(|term| term.who).collect();
+    let bound = t.retry_period.mul_f64(3.2) + latency * 8 + SCHEDULING_SLACK;
+    let record = store.get(&lock).await?.map(|seen| seen.record);
+    leader.stop().await?;
+    cleopatra.stop().await?;
+    for other in others {
+        other.stop().await?;
+    }
+    ensure!(leaders == ["stalin", "cleopatra"], "the terms were {leaders:?}: the hand-over went to someone else");
+    ensure!(found.is_empty(), "terms overlapped: {found:?}");
+    ensure!(
+        record.as_ref().is_some_and(|r| r.preferred_holder.is_none()),
+        "the new leader did not clear the hand-over from the record: {record:?}"
+    );
+    if atomic {
+        ensure!(took <= bound, "the hand-over took {took:?}, over {bound:?} (the leader's next renewal, a release, a take)");
+    }
+    Ok(Observation::default().figure("hand_over_seconds", took.as_secs_f64()).figure("hand_over_bound_seconds", bound.as_secs_f64()))
 }
 
 async fn step_down_when_store_breaks(h: &dyn StoreHarness, mode: FaultMode) -> CheckResult {

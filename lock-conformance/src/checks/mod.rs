@@ -27,6 +27,7 @@ macro_rules! __for_each_check {
             elector::five_candidates_elect_exactly_one,
             elector::crash_fails_over_within_bound,
             elector::graceful_release_hands_over_quickly,
+            elector::planned_hand_over_goes_to_the_named_candidate,
             elector::failing_store_makes_the_leader_step_down,
             elector::hanging_store_makes_the_leader_step_down,
             elector::leadership_intervals_never_overlap,
