@@ -53,6 +53,10 @@ pub(super) async fn keep_registered(
     let mut last_ok: Option<Instant> = None;
     let mut failing = false;
     let (mut was_leading, mut state_open) = (false, true);
+    // When this candidate's current term began: a leader keeps the lock for the
+    // hold-down time before a higher priority moves it, so a hand-over away from a
+    // higher-priority candidate holds at least that long, whatever its entry says.
+    let mut leading_since: Option<Instant> = None;
     'refreshing: loop {
         let now = Utc::now();
         // A gap in the refreshes (this process paused, the store out of reach): its
@@ -76,7 +80,7 @@ pub(super) async fn keep_registered(
                 };
                 candidates.set(live.len() as f64);
                 standbys.set(live.iter().filter(|c| Some(&c.identity) != leader.as_ref()).count() as f64);
-                if phase == Phase::Leading {
+                if phase == Phase::Leading && leading_since.is_some_and(|t| t.elapsed() >= candidacy.hold_down) {
                     prefer_higher_priority(&store, &cfg, &candidacy, &live).await;
                 }
             }
@@ -110,10 +114,18 @@ pub(super) async fn keep_registered(
                     // A term that ended (handed over, lost): this candidate's claim to
                     // its priority starts again, so a hand-over away from it holds for
                     // the hold-down time at least, and a flapping one never returns.
-                    if was_leading && !leading {
-                        since = Utc::now();
+                    match (was_leading, leading) {
+                        (false, true) => leading_since = Some(Instant::now()),
+                        (true, false) => leading_since = None,
+                        _ => {}
                     }
+                    let ended = was_leading && !leading;
                     was_leading = leading;
+                    if ended {
+                        // Written now, not at the next refresh: the new leader reads it.
+                        since = Utc::now();
+                        break;
+                    }
                 }
             }
         }

@@ -20,6 +20,16 @@ fn lock() -> LockName {
 type Leaders = Arc<Mutex<Vec<String>>>;
 
 fn start(store: &MemoryStore, id: &str, priority: i32, leaders: &Leaders) -> (CancellationToken, JoinHandle<ElectionEnd>) {
+    start_refreshing(store, id, priority, leaders, Duration::from_millis(250))
+}
+
+fn start_refreshing(
+    store: &MemoryStore,
+    id: &str,
+    priority: i32,
+    leaders: &Leaders,
+    refresh: Duration,
+) -> (CancellationToken, JoinHandle<ElectionEnd>) {
     let seen = leaders.clone();
     let elector = LeaderElector::builder(store.clone(), lock(), id)
         .lease_duration(Duration::from_secs(2))
@@ -27,7 +37,7 @@ fn start(store: &MemoryStore, id: &str, priority: i32, leaders: &Leaders) -> (Ca
         .retry_period(Duration::from_millis(250))
         .register(priority)
         .hold_down(HOLD_DOWN)
-        .registration_refresh(Duration::from_millis(250))
+        .registration_refresh(refresh)
         .on_started_leading(move |l| {
             let seen = seen.clone();
             async move {
@@ -91,6 +101,38 @@ async fn a_primary_leads_again_after_the_hold_down_once_and_a_flapping_one_never
     let live: Vec<String> = roster::candidates(&store, &lock()).await.expect("roster").into_iter().map(|c| c.identity).collect();
     assert_eq!(live, ["primary", "standby"]);
 
+    primary_stop.cancel();
+    standby_stop.cancel();
+    assert_eq!(primary.await.expect("primary"), ElectionEnd::Shutdown);
+    assert_eq!(standby.await.expect("standby"), ElectionEnd::Shutdown);
+}
+
+/// A hand-over away from a higher-priority leader holds for the hold-down time before
+/// the priority takes the lock back (it did not, when the new leader read the old one's
+/// long registration before that was refreshed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_away_from_the_primary_holds_for_the_hold_down() {
+    let store = MemoryStore::with_watch();
+    let log: Leaders = Arc::default();
+    // Refreshed every 2 s: the new leader may read the primary's entry as it was
+    // before the hand-over.
+    let refresh = Duration::from_secs(2);
+    let (primary_stop, primary) = start_refreshing(&store, "primary", 10, &log, refresh);
+    until(&log, &["primary"], Duration::from_secs(10)).await;
+    // The standby refreshes half a period after the primary (which refreshed as it
+    // began to lead), and the hand-over comes just after a primary refresh: the new
+    // leader's next refresh comes before the primary's, when both have been registered
+    // for longer than the hold-down.
+    tokio::time::sleep(refresh / 2).await;
+    let (standby_stop, standby) = start_refreshing(&store, "standby", 0, &log, refresh);
+    tokio::time::sleep(refresh * 3 - refresh / 2 + Duration::from_millis(200)).await;
+    assert_eq!(roster::hand_over(&store, &lock(), Some("standby")).await.expect("hand over"), "standby");
+    until(&log, &["primary", "standby"], Duration::from_secs(5)).await;
+    let moved = tokio::time::Instant::now();
+    tokio::time::sleep(HOLD_DOWN - Duration::from_millis(500)).await;
+    assert_eq!(leaders(&log), ["primary", "standby"], "the primary took the lock back before the hold-down");
+    until(&log, &["primary", "standby", "primary"], Duration::from_secs(10)).await;
+    assert!(moved.elapsed() >= HOLD_DOWN, "back after {:?}", moved.elapsed());
     primary_stop.cancel();
     standby_stop.cancel();
     assert_eq!(primary.await.expect("primary"), ElectionEnd::Shutdown);
