@@ -252,9 +252,13 @@ fn lease_of(rec: &LeaderElectionRecord) -> Duration {
 impl PostgresStore {
     /// Whether a write must hold the lock's advisory lock: in advisory mode, when it
     /// names a holder; not for a release, nor for a claim on a lost record (it confers
-    /// nothing: the claimant's later write that leads is gated).
+    /// nothing: the claimant's later write that leads is gated), nor for a hand-over
+    /// under way (`preferredHolder` names someone else: the ask, written by another
+    /// process, and the leaving holder's renewals until it releases; the next holder's
+    /// write clears it and is gated).
     fn gated(&self, rec: &LeaderElectionRecord) -> bool {
-        self.inner.advisory && !rec.holder_identity.is_empty() && !rec.claim
+        let handing_over = rec.preferred_holder.as_deref().is_some_and(|p| !p.is_empty() && p != rec.holder_identity);
+        self.inner.advisory && !rec.holder_identity.is_empty() && !rec.claim && !handing_over
     }
 
     /// After a gated write begun at `asked`: what the session keeps (a version, the

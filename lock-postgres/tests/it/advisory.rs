@@ -134,3 +134,26 @@ async fn a_transaction_pooler_without_a_direct_address_is_refused() {
     let quiet = with_param(&server, "notify=false&advisory=true");
     lock_postgres::BACKEND.open(&StoreUrl::parse(&quiet).expect("url"), &options).await.expect("notify=false on a direct server opens");
 }
+
+/// A hand-over asked by another process passes the gate (it confers nothing), while a
+/// write that would take the lock under the live holder's session still does not; the
+/// named candidate's write, which ends the hand-over, is gated again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_is_asked_past_the_gate_and_the_next_holders_write_is_gated() {
+    let (url, lock) = setup().await;
+    let (a, operator, b) = (advisory_store(&url).await, advisory_store(&url).await, advisory_store(&url).await);
+    a.create(&lock, &held_by("a", 15)).await.expect("a leads");
+    let now = chrono::Utc::now();
+    lock_core::roster::write_entry(&b, &lock, "b", Some(lock_core::roster::Registration::new(0, now, now, Duration::from_secs(30))))
+        .await
+        .expect("b registers");
+    assert_eq!(lock_core::roster::hand_over(&operator, &lock, Some("b")).await.expect("asked past the gate"), "b");
+    let seen = operator.get(&lock).await.expect("get").expect("record");
+    assert_eq!((seen.record.holder_identity.as_str(), seen.record.preferred_holder.as_deref()), ("a", Some("b")));
+    // b's write that takes the lock clears the hand-over, and a's session still holds.
+    match b.update(&lock, &seen.version, &held_by("b", 15)).await {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("b took the lock under a's live session: {other:?}"),
+    }
+    assert_eq!(advisory_holders(&url, &lock).await, 1, "a's session alone holds the lock");
+}
