@@ -20,6 +20,9 @@ pub(crate) struct Args {
 
 pub(crate) async fn handover(args: Args) -> Result<(), Failure> {
     let lock = LockName::new(&args.target.lock).map_err(|e| e.to_string())?;
+    if args.wait.is_some_and(|w| w.is_zero()) {
+        return Err("--wait must be longer than zero (leave it out not to wait)".into());
+    }
     let store = open_with(&args.target.store, &OpenOptions::default()).await.map_err(|e| e.to_string())?;
     let asked = tokio::time::Instant::now();
     let to = roster::hand_over(&*store, &lock, args.to.as_deref()).await.map_err(|e| e.to_string())?;

@@ -631,6 +631,10 @@ impl Guarded {
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut stopped = false;
         let mut killed = false;
+        // Whether the SIGKILL comes at once because the term's kill-by time had passed
+        // (a process paused past it), not after a grace period the command outlived.
+        let mut no_grace = false;
+        let mut guard_stopped = false;
         loop {
             let kill_at = async {
                 match stopping {
@@ -639,10 +643,14 @@ impl Guarded {
                 }
             };
             tokio::select! {
+                // What the guard already reported comes first: after a pause, its
+                // "expired" and "exited" are waiting beside the lost leadership.
+                biased;
                 line = self.lines.next_line() => match line {
                     Ok(Some(line)) if line == "expired" => {
                         warn!(lock = %spec.lock, store = %leadership.store(), pid = self.pid, "the renewal deadline passed: the guard stopped the command on its own");
                         stopped = true;
+                        guard_stopped = true;
                     }
                     Ok(Some(line)) if line.starts_with("exited ") => {
                         let status = parse_exit(&line);
@@ -662,21 +670,34 @@ impl Guarded {
                     }
                 }
                 () = leadership.lost(), if stopping.is_none() => {
-                    info!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "leadership ended: stopping the command (SIGTERM)");
+                    if stopped {
+                        // The guard has stopped it already; this is only the backstop.
+                        debug!(lock = %spec.lock, pid = self.pid, "leadership ended after the guard stopped the command at the deadline");
+                    } else {
+                        info!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "leadership ended: stopping the command (SIGTERM)");
+                    }
                     stopped = true;
                     let _ = self.writer.write_all(format!("stop {}\n", nanos(spec.grace)).as_bytes()).await;
                     // Our own enforcement too, in case the guard is stuck: SIGTERM now,
                     // SIGKILL when the grace (bounded by the kill-by time) is over.
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGTERM);
                     let kill_by = leadership.deadlines().kill_by.remaining();
+                    no_grace = kill_by.is_zero();
                     stopping = Some(tokio::time::Instant::now() + spec.grace.min(kill_by));
                 }
                 () = kill_at => {
                     // Said once; SIGKILL is repeated quietly until the guard reports the end.
-                    if !killed {
+                    if !killed && no_grace && guard_stopped {
+                        debug!(lock = %spec.lock, pid = self.pid, "the term's kill-by time had passed (this process was paused): SIGKILL to whatever is left");
+                    } else if !killed && no_grace {
+                        warn!(
+                            lock = %spec.lock, store = %leadership.store(), pid = self.pid,
+                            "the term's kill-by time passed while highlander and the guard could not act (both paused?): SIGKILL at once"
+                        );
+                    } else if !killed {
                         warn!(lock = %spec.lock, store = %leadership.store(), pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
-                        killed = true;
                     }
+                    killed = true;
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGKILL);
                     stopping = Some(tokio::time::Instant::now() + Duration::from_millis(100));
                 }

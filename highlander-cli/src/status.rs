@@ -241,12 +241,12 @@ fn candidates_text(roster: &Result<Vec<Candidate>, String>, leader: Option<&str>
     for (i, c) in live.iter().enumerate() {
         let seen = (now - c.registration.last_seen).to_std().unwrap_or_default();
         text.push_str(&format!(
-            "\n{}{}  priority {}  {}  registered {}s  seen {:.1}s ago  highlander {}",
+            "\n{}{}  priority {}  {}  registered {:.0}s  seen {:.0}s ago  highlander {}",
             if i == 0 { "candidates     " } else { "               " },
             Unquoted(&c.identity),
             c.registration.priority,
             if Some(c.identity.as_str()) == leader { "leader " } else { "standby" },
-            c.registration.registered_for(now).as_secs(),
+            c.registration.registered_for(now).as_secs_f64(),
             seen.as_secs_f64(),
             Unquoted(&c.registration.version),
         ));

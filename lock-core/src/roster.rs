@@ -80,10 +80,22 @@ impl Registration {
         self.last_seen.checked_add_signed(chrono::TimeDelta::seconds(i64::from(self.ttl_seconds)))
     }
 
-    /// Whether the entry is live at `now`.
+    /// Whether the entry is live at `now`: seen within its TTL, and not from further in
+    /// the future than its TTL (a writer's clock that far ahead, or a forged entry,
+    /// would otherwise keep a dead candidate live until that time).
     #[must_use]
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.expires().is_none_or(|end| end > now)
+        let ttl = chrono::TimeDelta::seconds(i64::from(self.ttl_seconds));
+        let too_far = now.checked_add_signed(ttl).is_some_and(|limit| self.last_seen > limit);
+        !too_far && self.expires().is_none_or(|end| end > now)
+    }
+
+    /// Whether the entry was refreshed within half its TTL (one and a half refreshes):
+    /// what a hand-over's target must be, so that one that has just died is not named.
+    #[must_use]
+    pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        let half = chrono::TimeDelta::milliseconds(i64::from(self.ttl_seconds) * 500);
+        self.is_live(now) && self.last_seen.checked_add_signed(half).is_none_or(|end| end > now)
     }
 
     /// How long, at `now`, it has been registered without a gap (zero if `since` is ahead).
@@ -136,7 +148,9 @@ fn entries(store: &dyn LeaseStore, roster: &LockName, rec: &LeaderElectionRecord
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| Error::Corrupt {
             lock: roster.clone(),
             store: store.to_string(),
-            detail: format!("its {ROSTER_KEY} are not candidates' registrations: {e}"),
+            detail: format!(
+                "its {ROSTER_KEY} are not candidates' registrations ({e}); it only lists candidates: delete that record with the store's own tools and the candidates write it again within a lease"
+            ),
         }),
     }
 }
@@ -223,7 +237,8 @@ pub async fn hand_over(store: &dyn LeaseStore, lock: &LockName, to: Option<&str>
         }
         holder_seen = Some(rec.holder_identity.clone());
         let now = Utc::now();
-        let live: Vec<Candidate> = candidates(store, lock).await?.into_iter().filter(|c| c.registration.is_live(now)).collect();
+        // A target must have been refreshed lately, not merely be within its TTL.
+        let live: Vec<Candidate> = candidates(store, lock).await?.into_iter().filter(|c| c.registration.is_fresh(now)).collect();
         let names = || {
             let list: Vec<String> = live.iter().map(|c| Escaped(&c.identity).to_string()).collect();
             if list.is_empty() { "none".to_string() } else { list.join(", ") }
@@ -232,11 +247,17 @@ pub async fn hand_over(store: &dyn LeaseStore, lock: &LockName, to: Option<&str>
             Some(to) if to == rec.holder_identity => return Err(refuse(format!("{} already leads it", Escaped(to)))),
             Some(to) => match live.iter().find(|c| c.identity == to) {
                 Some(c) => c.identity.clone(),
-                None => return Err(refuse(format!("{} is not a live candidate (live candidates: {})", Escaped(to), names()))),
+                None => {
+                    return Err(refuse(format!(
+                        "{} is not a live candidate refreshed within the last half of its TTL (those are: {})",
+                        Escaped(to),
+                        names()
+                    )));
+                }
             },
             None => match best_standby(&live, &rec.holder_identity) {
                 Some(c) => c.identity.clone(),
-                None => return Err(refuse(format!("no live standby is registered (live candidates: {})", names()))),
+                None => return Err(refuse(format!("no live standby is registered and recently refreshed (candidates: {})", names()))),
             },
         };
         match rec.preferred_holder.as_deref() {
@@ -279,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_from_too_far_in_the_future_is_not_live_and_a_stale_one_is_not_fresh() {
+        let t0 = Utc::now();
+        let ttl = Duration::from_secs(30);
+        let ahead = |s| Registration::new(0, t0, t0 + chrono::TimeDelta::seconds(s), ttl);
+        assert!(ahead(29).is_live(t0), "a clock a little ahead");
+        assert!(!ahead(31).is_live(t0), "further ahead than the TTL: a forged entry or a clock far off");
+        assert!(!ahead(78 * 60).is_live(t0));
+        let seen = Registration::new(0, t0, t0, ttl);
+        assert!(seen.is_fresh(t0 + chrono::TimeDelta::seconds(14)));
+        assert!(!seen.is_fresh(t0 + chrono::TimeDelta::seconds(15)), "live, but not refreshed for half its TTL");
+        assert!(seen.is_live(t0 + chrono::TimeDelta::seconds(15)));
+    }
+
+    #[test]
     fn liveness_and_continuity_follow_the_clock() {
         let t0 = Utc::now();
         let reg = Registration::new(1, t0, t0, Duration::from_secs(30));
@@ -286,8 +321,9 @@ mod tests {
         assert!(!reg.is_live(t0 + chrono::TimeDelta::seconds(30)));
         assert_eq!(reg.registered_for(t0 + chrono::TimeDelta::seconds(5)), Duration::from_secs(5));
         assert_eq!(reg.registered_for(t0 - chrono::TimeDelta::seconds(5)), Duration::ZERO);
-        let far = Registration { last_seen: DateTime::<Utc>::MAX_UTC, ..reg };
-        assert!(far.is_live(t0), "no overflow at the calendar's end");
+        let far = Registration { last_seen: DateTime::<Utc>::MAX_UTC, ..reg.clone() };
+        assert!(!far.is_live(t0), "no overflow at the calendar's end");
+        assert!(!reg.is_live(DateTime::<Utc>::MAX_UTC), "nor at the reader's");
     }
 
     #[tokio::test]
@@ -340,7 +376,7 @@ mod tests {
             other => panic!("not refused: {other:?}"),
         };
         let m = refused(hand_over(&store, &l, Some("gone")).await);
-        assert!(m.contains("\"gone\" is not a live candidate") || m.contains("gone is not a live candidate"), "{m}");
+        assert!(m.contains("\"gone\" is not a live candidate"), "{m}");
         assert!(m.contains("ho") && m.contains("memory"), "names the lock and store: {m}");
         assert!(refused(hand_over(&store, &l, Some("nobody")).await).contains("not a live candidate"));
         assert!(refused(hand_over(&store, &l, Some("leader")).await).contains("already leads"));

@@ -630,10 +630,13 @@ impl<'a> Campaign<'a> {
             return Step::HeldBy(old.holder_identity.clone());
         }
         // A hand-over to another candidate: the lock is left to it for a lease from
-        // when this candidate saw the record change.
+        // when this candidate saw the record change (the release); if the holder never
+        // released (paused, cut off), for a lease after its lease, which the preferred
+        // candidate may take at once.
+        let left_for = if old.is_held() { self.cfg().lease_duration.saturating_mul(2) } else { self.cfg().lease_duration };
         if !self.leading
             && let Some(preferred) = self.preferred_other(old)
-            && Instant::now() < clock::add(self.observed_time, self.cfg().lease_duration)
+            && Instant::now() < clock::add(self.observed_time, left_for)
         {
             return Step::Deferred(preferred);
         }

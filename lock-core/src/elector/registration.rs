@@ -142,7 +142,7 @@ async fn prefer_higher_priority(store: &SharedStore, cfg: &ElectorConfig, candid
     let now = Utc::now();
     let ready = live
         .iter()
-        .filter(|c| c.identity != cfg.identity && c.registration.priority > candidacy.priority)
+        .filter(|c| c.identity != cfg.identity && c.registration.priority > candidacy.priority && c.registration.is_fresh(now))
         .filter(|c| c.registration.registered_for(now) >= candidacy.hold_down);
     let Some(best) = roster::best_standby(&ready.cloned().collect::<Vec<_>>(), &cfg.identity).cloned() else { return };
     info!(

@@ -569,3 +569,35 @@ async fn a_hand_over_moves_the_lock_to_the_named_standby_and_no_one_else() {
     let left = crate::roster::candidates(&store, &lock()).await.expect("roster");
     assert!(left.is_empty(), "each candidate removed its entry on shutdown: {left:?}");
 }
+
+/// A hand-over asked while the holder cannot release (paused, cut off): its lease ends,
+/// and the preferred candidate may take the lock at once while the others wait a lease more.
+#[tokio::test(start_paused = true)]
+async fn a_hand_over_from_a_holder_that_never_releases_still_goes_to_the_preferred_candidate() {
+    let store = MemoryStore::new();
+    let mut rec = LeaderElectionRecord::new(OTHER, 10, Utc::now());
+    rec.fencing_token = Some(FencingToken(4));
+    rec.preferred_holder = Some("preferred".into());
+    store.put_raw(&lock(), rec.to_json().expect("encode"));
+    let e = elector(store.clone());
+    let mut c = Campaign::new(&e);
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::HeldBy(_)), "the lease runs");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Deferred(to) if to == "preferred"), "expired: left to it");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Deferred(_)), "for a lease after the lease");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(c.try_acquire_or_renew(None, None).await, Step::Held), "then anyone");
+
+    store.put_raw(&lock(), rec.to_json().expect("encode"));
+    let preferred = LeaderElector::builder(store.clone(), lock(), "preferred")
+        .lease_duration(Duration::from_secs(10))
+        .renew_deadline(Duration::from_secs(5))
+        .retry_period(Duration::from_secs(2))
+        .build()
+        .expect("config");
+    let mut p = Campaign::new(&preferred);
+    assert!(matches!(p.try_acquire_or_renew(None, None).await, Step::HeldBy(_)));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(matches!(p.try_acquire_or_renew(None, None).await, Step::Held), "the preferred candidate takes it when the lease ends");
+}
