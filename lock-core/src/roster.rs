@@ -13,6 +13,9 @@
 //! reader's now): it is for operators and for choosing whom to hand over to, never for
 //! who leads.
 //!
+//! (A lock named `X.candidates` would share its record with the roster of lock `X`:
+//! do not name locks so.)
+//!
 //! A hand-over names the candidate to lead next in the lock's record, as Kubernetes'
 //! coordinated leader election does: [`LeaderElectionRecord::preferred_holder`]. The
 //! leader sees it at its next renewal, stops its work and releases; for a lease after
