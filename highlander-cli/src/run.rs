@@ -635,6 +635,7 @@ impl Guarded {
         // (a process paused past it), not after a grace period the command outlived.
         let mut no_grace = false;
         let mut guard_stopped = false;
+        let mut deadlines_open = true;
         loop {
             let kill_at = async {
                 match stopping {
@@ -663,16 +664,21 @@ impl Guarded {
                         return Watched::GuardDied;
                     }
                 },
-                changed = deadlines.changed(), if stopping.is_none() => {
+                changed = deadlines.changed(), if stopping.is_none() && deadlines_open => {
+                    // The term is over when the elector drops its side: stop asking, or
+                    // this branch, always ready, would starve the ones after it.
+                    deadlines_open = changed.is_ok();
                     if changed.is_ok() && !leadership.deadlines().valid_until.has_passed() {
                         // A guard that cannot be told its new deadline stops the command at the old one.
                         let _ = self.writer.write_all(deadline_line(leadership).as_bytes()).await;
                     }
                 }
                 () = leadership.lost(), if stopping.is_none() => {
-                    if stopped {
-                        // The guard has stopped it already; this is only the backstop.
-                        debug!(lock = %spec.lock, pid = self.pid, "leadership ended after the guard stopped the command at the deadline");
+                    // Past the deadline (this process was paused) the guard, which holds
+                    // the deadline on its own clock, has stopped the command or is
+                    // stopping it, and says so: this is only the backstop.
+                    if stopped || leadership.deadlines().valid_until.has_passed() {
+                        debug!(lock = %spec.lock, pid = self.pid, "leadership ended past the term's deadline: the guard stops the command");
                     } else {
                         info!(lock = %spec.lock, pid = self.pid, grace = ?spec.grace, "leadership ended: stopping the command (SIGTERM)");
                     }
@@ -683,7 +689,10 @@ impl Guarded {
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGTERM);
                     let kill_by = leadership.deadlines().kill_by.remaining();
                     no_grace = kill_by.is_zero();
-                    stopping = Some(tokio::time::Instant::now() + spec.grace.min(kill_by));
+                    // With the kill-by time gone, a moment for the guard's reports (read
+                    // only once the runtime polls the pipe again after a pause).
+                    let wait = if no_grace { Duration::from_millis(100) } else { spec.grace.min(kill_by) };
+                    stopping = Some(tokio::time::Instant::now() + wait);
                 }
                 () = kill_at => {
                     // Said once; SIGKILL is repeated quietly until the guard reports the end.

@@ -242,13 +242,17 @@ pub async fn planned_hand_over_goes_to_the_named_candidate(h: &dyn StoreHarness)
         ensure!(Instant::now() < listed, "the roster of {lock:?} in {store} lists {live:?}, not the three candidates");
         tokio::time::sleep(t.retry_period / 2).await;
     }
-    let asked = Instant::now();
     let atomic = claims_atomic(h).await?;
     let mut cleopatra = others.pop().ok_or_else(|| Failure("no candidate".into()))?;
+    let mut asked = Instant::now();
     loop {
         match lock_core::roster::hand_over(&*store, &lock, Some("cleopatra")).await {
             Ok(to) => ensure!(to == "cleopatra", "handed over to {to}"),
             Err(e) => return Err(Failure(format!("hand-over of {lock:?} in {store}: {e}"))),
+        }
+        // Timed from the ask's write.
+        if atomic {
+            asked = Instant::now();
         }
         // A last-writer-wins store can lose the ask under the leader's renewal: ask again.
         let waited = if atomic { PATIENCE } else { t.lease };
@@ -258,9 +262,18 @@ pub async fn planned_hand_over_goes_to_the_named_candidate(h: &dyn StoreHarness)
         ensure!(!atomic && asked.elapsed() < PATIENCE, "cleopatra did not lead within {waited:?} of the hand-over");
     }
     let took = asked.elapsed();
+    // The elector says it leads before its work has logged the term.
+    let logged = Instant::now() + PATIENCE;
+    while terms.terms().len() < 2 && Instant::now() < logged {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let found = overlaps(&terms.terms());
     let leaders: Vec<String> = terms.terms().into_iter().map(|term| term.who).collect();
-    let bound = t.retry_period.mul_f64(3.2) + latency * 8 + SCHEDULING_SLACK;
+    // The leader's next renewal (a retry period; a failed fast path, a read, a write),
+    // its work's drain and its release (a read, a write), then the named candidate's
+    // next poll if no notification wakes it (2.2 retry periods; a write): seven calls,
+    // and three electors' timers in a row, each of which a busy machine can delay.
+    let bound = t.retry_period.mul_f64(3.2) + latency * 7 + SCHEDULING_SLACK * 3;
     let record = store.get(&lock).await?.map(|seen| seen.record);
     leader.stop().await?;
     cleopatra.stop().await?;
