@@ -83,8 +83,9 @@ async fn a_primary_leads_again_after_the_hold_down_once_and_a_flapping_one_never
     let _ = primary.await;
     until(&log, &["standby", "primary", "standby"], Duration::from_secs(10)).await;
 
-    // The primary flaps: up for 1 s, down for 1 s, for 10 s; never the hold-down.
-    for _ in 0..5 {
+    // The primary flaps every 2 s (up for 1 s, down for 1 s) for a minute; never up
+    // for the hold-down.
+    for _ in 0..30 {
         let (_, flapping) = start(&store, "primary", 10, &log);
         tokio::time::sleep(Duration::from_secs(1)).await;
         flapping.abort();
