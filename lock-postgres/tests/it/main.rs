@@ -1,4 +1,4 @@
-//! lock-postgres against real Postgres: conformance (direct and via PgBouncer), errors, TLS, fencing, failover, a restart.
+//! lock-postgres against real Postgres: conformance (direct and via PgBouncer), errors, TLS, fencing, failover, hand-overs, a restart.
 
 mod advisory;
 mod conformance;
@@ -6,6 +6,7 @@ mod connections;
 mod errors;
 mod failover;
 mod fencing;
+mod handover;
 mod pooler;
 mod pooler_session;
 mod pooler_transaction;
