@@ -217,6 +217,10 @@ pub enum HandOverError {
     /// It cannot be done as asked; nothing was written.
     #[error("{0}")]
     Refused(String),
+    /// No candidate was named and no live standby has refreshed its entry lately (they
+    /// may be starting, or unable to reach the store); nothing was written.
+    #[error("{0}")]
+    NoStandby(String),
     /// A store call failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -227,7 +231,8 @@ pub enum HandOverError {
 /// candidate is not live in the roster, if it already leads, or if another hand-over
 /// is under way. Returns the candidate named.
 pub async fn hand_over(store: &dyn LeaseStore, lock: &LockName, to: Option<&str>) -> std::result::Result<String, HandOverError> {
-    let refuse = |why: String| HandOverError::Refused(format!("lock {lock:?} in {store}: {why}"));
+    let say = |why: String| format!("lock {lock:?} in {store}: {why}");
+    let refuse = |why: String| HandOverError::Refused(say(why));
     let mut holder_seen: Option<String> = None;
     for _ in 0..ATTEMPTS {
         let Some(seen) = store.get(lock).await? else { return Err(refuse("no record: no one leads it".into())) };
@@ -260,7 +265,12 @@ pub async fn hand_over(store: &dyn LeaseStore, lock: &LockName, to: Option<&str>
             },
             None => match best_standby(&live, &rec.holder_identity) {
                 Some(c) => c.identity.clone(),
-                None => return Err(refuse(format!("no live standby is registered and recently refreshed (candidates: {})", names()))),
+                None => {
+                    return Err(HandOverError::NoStandby(say(format!(
+                        "no live standby is registered and recently refreshed (candidates: {})",
+                        names()
+                    ))));
+                }
             },
         };
         match rec.preferred_holder.as_deref() {
@@ -367,6 +377,12 @@ mod tests {
         let store = MemoryStore::new();
         let l = lock("ho");
         assert!(matches!(hand_over(&store, &l, None).await, Err(HandOverError::Refused(m)) if m.contains("no one leads")));
+        store.create(&l, &LeaderElectionRecord::new("alone", 15, Utc::now())).await.expect("create");
+        assert!(
+            matches!(hand_over(&store, &l, None).await, Err(HandOverError::NoStandby(m)) if m.contains("no live standby") && m.contains("ho")),
+            "a leader alone: no standby to hand over to"
+        );
+        let l = lock("ho2");
         store.create(&l, &LeaderElectionRecord::new("leader", 15, Utc::now())).await.expect("create");
         let now = Utc::now();
         for (id, prio) in [("leader", 0), ("low", 1), ("high", 7)] {

@@ -513,7 +513,19 @@ async fn round(
         Fault::Handover => {
             let store = run.store.as_ref().ok_or("handover needs the store")?;
             let lock = highlander::LockName::new(&run.lock).map_err(|e| e.to_string())?;
-            let to = highlander::roster::hand_over(&**store, &lock, None).await.map_err(|e| format!("cannot hand over: {e}"))?;
+            // Standbys whose registrations could not be refreshed lately (a slow link or
+            // an outage just ended, a candidate just restarted) cannot be named yet:
+            // asked again until one can, within the round's patience.
+            let until = tokio::time::Instant::now() + patience;
+            let to = loop {
+                match highlander::roster::hand_over(&**store, &lock, None).await {
+                    Ok(to) => break to,
+                    Err(highlander::roster::HandOverError::NoStandby(_)) if tokio::time::Instant::now() < until => {
+                        tokio::time::sleep(run.timing.retry_period).await;
+                    }
+                    Err(e) => return Err(format!("cannot hand over: {e}")),
+                }
+            };
             target_note = Some(format!("to {to}"));
             handed_to = Some(to);
         }

@@ -65,7 +65,9 @@ pub(super) async fn keep_registered(
             since = now;
         }
         let entry = Registration::new(candidacy.priority, since, now, ttl);
-        let written = tokio::time::timeout(cfg.call_timeout, roster::write_entry(&*store, &cfg.lock, &cfg.identity, Some(entry))).await;
+        // A read and a compare-and-set, retried on conflict: bounded by the renew
+        // deadline rather than one call's timeout (nothing waits on it).
+        let written = tokio::time::timeout(cfg.renew_deadline, roster::write_entry(&*store, &cfg.lock, &cfg.identity, Some(entry))).await;
         match written {
             Ok(Ok(list)) => {
                 if failing {
@@ -97,7 +99,7 @@ pub(super) async fn keep_registered(
                 if !failing {
                     warn!(
                         lock = %cfg.lock, store = %store, identity = %Escaped(&cfg.identity),
-                        "refreshing this candidate's registration took longer than the call timeout ({:?}): status and hand-overs may not see it (the election itself goes on); retrying every {:?}", cfg.call_timeout, candidacy.refresh
+                        "refreshing this candidate's registration took longer than the renew deadline ({:?}): status and hand-overs may not see it (the election itself goes on); retrying every {:?}", cfg.renew_deadline, candidacy.refresh
                     );
                     failing = true;
                 }
