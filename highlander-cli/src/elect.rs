@@ -14,10 +14,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::watch,
-};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -170,17 +167,13 @@ pub(crate) async fn elect(args: Args) -> Result<(), Failure> {
     serve::bind(args.serve, routes, "/leader, /watch, /healthz and /metrics").await?;
     info!(lock = %lock, identity = %Escaped(&identity), store = %store, "campaigning, with no command");
 
-    let watch = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot watch for {name}: {e}"));
-    let (mut terminate, mut interrupt, mut hangup) =
-        (watch(SignalKind::terminate(), "SIGTERM")?, watch(SignalKind::interrupt(), "SIGINT")?, watch(SignalKind::hangup(), "SIGHUP")?);
+    let mut signals = crate::run::ShutdownSignals::new("releasing the lease")?;
     let shutdown = CancellationToken::new();
     let mut election = elector.spawn(shutdown.clone());
     let end = loop {
         tokio::select! {
             end = &mut election => break end,
-            _ = terminate.recv() => crate::run::stop_on_signal("SIGTERM", &shutdown),
-            _ = interrupt.recv() => crate::run::stop_on_signal("SIGINT", &shutdown),
-            _ = hangup.recv() => crate::run::stop_on_signal("SIGHUP", &shutdown),
+            () = signals.stop(&shutdown) => {}
         }
     };
     stop.cancel();

@@ -249,18 +249,14 @@ async fn until_ended(
     lock: &LockName,
     store: &str,
 ) -> Result<(highlander::ElectionEnd, Option<Ended>), Failure> {
-    let watch = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot watch for {name}: {e}"));
-    let (mut terminate, mut interrupt, mut hangup) =
-        (watch(SignalKind::terminate(), "SIGTERM")?, watch(SignalKind::interrupt(), "SIGINT")?, watch(SignalKind::hangup(), "SIGHUP")?);
+    let mut signals = ShutdownSignals::new("stopping the command and releasing the lease")?;
     let shutdown = CancellationToken::new();
     let mut election = elector.spawn(shutdown.clone());
     let mut last: Option<Ended> = None;
     let end = loop {
         tokio::select! {
             end = &mut election => break end,
-            _ = terminate.recv() => stop_on_signal("SIGTERM", &shutdown),
-            _ = interrupt.recv() => stop_on_signal("SIGINT", &shutdown),
-            _ = hangup.recv() => stop_on_signal("SIGHUP", &shutdown),
+            () = signals.stop(&shutdown) => {}
             Some(ended) = ended_rx.recv() => {
                 match &ended {
                     Ended::Exited { status, stopped: false } => {
@@ -284,12 +280,38 @@ async fn until_ended(
     Ok((end, last))
 }
 
-pub(crate) fn stop_on_signal(name: &str, shutdown: &CancellationToken) {
-    if shutdown.is_cancelled() {
-        return;
+/// SIGTERM, SIGINT and SIGHUP: each starts the shutdown (the first one said at info).
+pub(crate) struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    /// What the shutdown does, for the log.
+    doing: &'static str,
+}
+
+impl ShutdownSignals {
+    pub(crate) fn new(doing: &'static str) -> Result<Self, String> {
+        let watch = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot watch for {name}: {e}"));
+        Ok(Self {
+            terminate: watch(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: watch(SignalKind::interrupt(), "SIGINT")?,
+            hangup: watch(SignalKind::hangup(), "SIGHUP")?,
+            doing,
+        })
     }
-    info!(signal = name, "stopping the command and releasing the lease");
-    shutdown.cancel();
+
+    /// Waits for the next of them and cancels `shutdown`.
+    pub(crate) async fn stop(&mut self, shutdown: &CancellationToken) {
+        let name = tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
+        };
+        if !shutdown.is_cancelled() {
+            info!(signal = name, "{}", self.doing);
+            shutdown.cancel();
+        }
+    }
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that ended it.

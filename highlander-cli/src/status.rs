@@ -191,7 +191,7 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
                 "since": time(Some(c.registration.since)), "lastSeen": time(Some(c.registration.last_seen)),
                 "version": c.registration.version,
             })).collect::<Vec<_>>()),
-            "standbys": roster.as_ref().ok().map(|live| standbys(live, leader.as_deref())),
+            "standbys": roster.as_ref().ok().map(|live| roster::standbys(live, leader.as_deref())),
             "candidatesError": roster.as_ref().err(),
         })
         .to_string());
@@ -223,11 +223,6 @@ async fn describe(store: &dyn LeaseStore, lock: &LockName, json: bool, observe: 
     Ok(text)
 }
 
-/// Live candidates other than the leader.
-fn standbys(live: &[Candidate], leader: Option<&str>) -> usize {
-    live.iter().filter(|c| Some(c.identity.as_str()) != leader).count()
-}
-
 /// The live candidates, one line each, and how many could take over.
 fn candidates_text(roster: &Result<Vec<Candidate>, String>, leader: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> String {
     let live = match roster {
@@ -251,7 +246,7 @@ fn candidates_text(roster: &Result<Vec<Candidate>, String>, leader: Option<&str>
             Unquoted(&c.registration.version),
         ));
     }
-    let n = standbys(live, leader);
+    let n = roster::standbys(live, leader);
     text.push_str(&format!(
         "\nstandbys       {n}{}",
         if n == 0 { " (no live candidate could take over: one crash from an outage)" } else { "" }

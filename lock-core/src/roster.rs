@@ -202,6 +202,12 @@ pub async fn write_entry(store: &dyn LeaseStore, lock: &LockName, identity: &str
     Err(last.unwrap_or_else(|| Error::Conflict { lock: roster, store: store.to_string() }))
 }
 
+/// How many of `live` could take over from `leader`: the candidates other than it.
+#[must_use]
+pub fn standbys(live: &[Candidate], leader: Option<&str>) -> usize {
+    live.iter().filter(|c| Some(c.identity.as_str()) != leader).count()
+}
+
 /// The live candidate `hand_over` picks when none is named: the highest priority, then
 /// the longest registered, other than `holder`.
 #[must_use]

@@ -29,15 +29,7 @@ impl Sidecar {
             .stderr(Stdio::piped())
             .spawn()
             .expect("highlander elect starts");
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = crate::common::lines_of(child.stderr.take().expect("stderr"));
         Self { child, lines, seen: Vec::new() }
     }
 

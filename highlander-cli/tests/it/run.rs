@@ -99,15 +99,7 @@ impl Candidate {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("highlander starts");
-        let (tx, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr = crate::common::lines_of(child.stderr.take().expect("stderr"));
         Self { child, identity: identity.to_string(), stderr, lines: Vec::new() }
     }
 

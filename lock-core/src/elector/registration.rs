@@ -81,7 +81,7 @@ pub(super) async fn keep_registered(
                     (s.phase, s.leader.clone())
                 };
                 candidates.set(live.len() as f64);
-                standbys.set(live.iter().filter(|c| Some(&c.identity) != leader.as_ref()).count() as f64);
+                standbys.set(roster::standbys(&live, leader.as_deref()) as f64);
                 if phase == Phase::Leading && leading_since.is_some_and(|t| t.elapsed() >= candidacy.hold_down) {
                     prefer_higher_priority(&store, &cfg, &candidacy, &live).await;
                 }
@@ -144,7 +144,7 @@ async fn prefer_higher_priority(store: &SharedStore, cfg: &ElectorConfig, candid
     let now = Utc::now();
     let ready = live
         .iter()
-        .filter(|c| c.identity != cfg.identity && c.registration.priority > candidacy.priority && c.registration.is_fresh(now))
+        .filter(|c| c.registration.priority > candidacy.priority && c.registration.is_fresh(now))
         .filter(|c| c.registration.registered_for(now) >= candidacy.hold_down);
     let Some(best) = roster::best_standby(&ready.cloned().collect::<Vec<_>>(), &cfg.identity).cloned() else { return };
     info!(
