@@ -8,7 +8,7 @@
 //! - `GET /healthz`, `GET /metrics`.
 
 use crate::{Failure, serve};
-use highlander::{ElectionState, Escaped, LeaderElector, Leadership, LockName, Phase, SharedStore, check_identity, roster};
+use highlander::{ElectionState, Escaped, LeaderElector, Leadership, LockName, Phase, check_identity, roster::Candidate};
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
@@ -146,7 +146,6 @@ pub(crate) async fn elect(args: Args) -> Result<(), Failure> {
         async move { l.lost().await }
     });
     let elector = args.candidacy.apply(elector).build().map_err(|e| e.to_string())?;
-    let registered = elector.config().candidacy.is_some();
     let stop = CancellationToken::new();
     let first = Snapshot {
         lock: lock.to_string(),
@@ -158,7 +157,8 @@ pub(crate) async fn elect(args: Args) -> Result<(), Failure> {
         candidates: None,
     };
     let (view_tx, view) = watch::channel((0, first.clone()));
-    tokio::spawn(follow(elector.subscribe(), store.clone(), registered.then_some(timing.lease), first, view_tx, stop.clone()));
+    let candidates = elector.config().candidacy.is_some().then(|| elector.candidates());
+    tokio::spawn(follow(elector.subscribe(), candidates, first, view_tx, stop.clone()));
     let routes = serve::Routes {
         metrics: Some(recorder),
         health: Some((elector.health(), elector.subscribe())),
@@ -185,18 +185,16 @@ pub(crate) async fn elect(args: Args) -> Result<(), Failure> {
     }
 }
 
-/// Keeps the served snapshot: the elector's state at every change, the live candidates
-/// every `roster_every` (when registered); each change gets the next `seq`.
+/// Keeps the served snapshot: the elector's state and the live candidates (as its
+/// registration refreshes find them, when registered) at every change; each change
+/// gets the next `seq`.
 async fn follow(
     mut state: watch::Receiver<ElectionState>,
-    store: SharedStore,
-    roster_every: Option<Duration>,
+    mut candidates: Option<watch::Receiver<Vec<Candidate>>>,
     mut snapshot: Snapshot,
     view: watch::Sender<(u64, Snapshot)>,
     stop: CancellationToken,
 ) {
-    let lock = LockName::new(&snapshot.lock).ok();
-    let mut next_roster = tokio::time::Instant::now();
     let mut seq = 0u64;
     loop {
         {
@@ -206,34 +204,29 @@ async fn follow(
             snapshot.fencing_token = s.fencing_token.map(|t| t.get());
             snapshot.transitions = s.transitions;
         }
-        if let (Some(every), Some(lock)) = (roster_every, &lock)
-            && tokio::time::Instant::now() >= next_roster
-        {
-            next_roster = tokio::time::Instant::now() + every;
-            let now = chrono::Utc::now();
-            if let Ok(all) = roster::candidates(&*store, lock).await {
-                snapshot.candidates = Some(
-                    all.into_iter()
-                        .filter(|c| c.registration.is_live(now))
-                        .map(|c| CandidateView { identity: c.identity, priority: c.registration.priority })
-                        .collect(),
-                );
-            }
+        if let Some(found) = &mut candidates {
+            let live = found.borrow_and_update();
+            snapshot.candidates =
+                Some(live.iter().map(|c| CandidateView { identity: c.identity.clone(), priority: c.registration.priority }).collect());
         }
         if view.borrow().1 != snapshot {
             seq = seq.saturating_add(1);
             view.send_replace((seq, snapshot.clone()));
         }
-        let roster_due = async {
-            match roster_every {
-                Some(_) => tokio::time::sleep_until(next_roster).await,
+        let roster_changed = async {
+            match &mut candidates {
+                Some(found) => {
+                    if found.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             () = stop.cancelled() => return,
             changed = state.changed() => if changed.is_err() { return },
-            () = roster_due => {}
+            () = roster_changed => {}
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct LeaderElector {
     callbacks: Callbacks,
     state: watch::Sender<ElectionState>,
     health: Health,
+    /// The live candidates as this candidate's last registration refresh found them.
+    candidates: watch::Sender<Vec<crate::roster::Candidate>>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -139,7 +141,14 @@ impl LeaderElector {
             tolerance: config.health_tolerance,
             state: Arc::default(),
         };
-        Self { store, config, callbacks, state: watch::Sender::new(ElectionState::initial()), health }
+        Self {
+            store,
+            config,
+            callbacks,
+            state: watch::Sender::new(ElectionState::initial()),
+            health,
+            candidates: watch::Sender::new(Vec::new()),
+        }
     }
 
     /// The validated configuration.
@@ -152,6 +161,13 @@ impl LeaderElector {
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<ElectionState> {
         self.state.subscribe()
+    }
+
+    /// The live candidates of the lock's roster, as each registration refresh finds
+    /// them (empty unless [`ElectorBuilder::register`] was called): no store call of its own.
+    #[must_use]
+    pub fn candidates(&self) -> watch::Receiver<Vec<crate::roster::Candidate>> {
+        self.candidates.subscribe()
     }
 
     /// A health check for this elector (see [`Health`]).
@@ -171,6 +187,7 @@ impl LeaderElector {
                 self.config.clone(),
                 candidacy,
                 self.state.subscribe(),
+                self.candidates.clone(),
                 stop.clone(),
             ));
             registration::Registered { stop, task: Some(task) }

@@ -43,6 +43,7 @@ pub(super) async fn keep_registered(
     cfg: ElectorConfig,
     candidacy: Candidacy,
     mut state: watch::Receiver<ElectionState>,
+    found: watch::Sender<Vec<Candidate>>,
     stop: CancellationToken,
 ) {
     let labels = [("lock", cfg.lock.to_string()), ("identity", cfg.identity.clone())];
@@ -85,6 +86,11 @@ pub(super) async fn keep_registered(
                 if phase == Phase::Leading && leading_since.is_some_and(|t| t.elapsed() >= candidacy.hold_down) {
                     prefer_higher_priority(&store, &cfg, &candidacy, &live).await;
                 }
+                found.send_if_modified(|seen| {
+                    let changed = *seen != live;
+                    *seen = live;
+                    changed
+                });
             }
             Ok(Err(e)) => {
                 if !failing {
