@@ -3,15 +3,14 @@
 //! credential says.
 
 mod blob {
-    lock_conformance::conformance_tests!(
-        lock_conformance::fixtures::harness(&lock_azure::BLOB, lock_conformance::fixtures::azure_urls().await.map(|(blob, _)| blob)).await
-    );
+    use lock_conformance::fixtures::{AZURITE_TIMING, azure_urls, harness_timed};
+    lock_conformance::conformance_tests!(harness_timed(&lock_azure::BLOB, azure_urls().await.map(|(blob, _)| blob), AZURITE_TIMING).await);
 }
 
 mod table {
+    use lock_conformance::fixtures::{AZURITE_TIMING, azure_urls, harness_timed};
     lock_conformance::conformance_tests!(
-        lock_conformance::fixtures::harness(&lock_azure::TABLE, lock_conformance::fixtures::azure_urls().await.map(|(_, table)| table))
-            .await
+        harness_timed(&lock_azure::TABLE, azure_urls().await.map(|(_, table)| table), AZURITE_TIMING).await
     );
 }
 
