@@ -93,30 +93,44 @@ impl PostgresStore {
         }
         let slot = self.slot(lock);
         let mut session = slot.lock().await;
-        if session.as_ref().is_some_and(|s| s.client.is_closed()) {
-            *session = None;
-        }
-        if session.is_none() {
-            // A new session lasts the lease the write would grant: as long as any reader
-            // of that write can think it held.
-            let opened = self.open_session(lock, asked + lease);
-            *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, opened).await?);
-        }
-        let Some(open) = session.as_ref() else { return Ok(Gate::Refused(None)) };
         let k = key(&self.inner.qualified, lock);
         let (high, low) = halves(k);
-        let ask = async {
-            open.client
-                .query_typed(HOLD, &[(&k, Type::INT8), (&high, Type::INT8), (&low, Type::INT8)])
-                .await
-                .map_err(|e| self.error(Some(lock), e))
-        };
-        let held = match lock_core::bounded(lock, self, "advisory lock", self.inner.statement_timeout, ask).await {
-            Ok(rows) => rows.first().and_then(|r| r.try_get::<_, bool>(0).ok()).unwrap_or(false),
-            Err(e) => {
-                // Unknown whether it holds: closing the session gives the lock up for sure.
+        // The session lasts at least the lease this write would grant: as long as any
+        // reader of that write can think it held. A session whose own lease ran out just
+        // before (its connection closing as this asks) is opened again, once.
+        let until = asked + lease;
+        let mut reopened = false;
+        let held = loop {
+            if session.as_ref().is_some_and(|s| s.client.is_closed()) {
                 *session = None;
-                return Err(e);
+            }
+            match session.as_ref() {
+                Some(open) => {
+                    open.lease_end.send_if_modified(|end| (*end < until).then(|| *end = until).is_some());
+                }
+                None => {
+                    let opened = self.open_session(lock, until);
+                    *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, opened).await?);
+                }
+            }
+            let Some(open) = session.as_ref() else { return Ok(Gate::Refused(None)) };
+            let ask = async {
+                open.client
+                    .query_typed(HOLD, &[(&k, Type::INT8), (&high, Type::INT8), (&low, Type::INT8)])
+                    .await
+                    .map_err(|e| self.error(Some(lock), e))
+            };
+            match lock_core::bounded(lock, self, "advisory lock", self.inner.statement_timeout, ask).await {
+                Ok(rows) => break rows.first().and_then(|r| r.try_get::<_, bool>(0).ok()).unwrap_or(false),
+                Err(_) if !reopened && open.client.is_closed() => {
+                    reopened = true;
+                    *session = None;
+                }
+                Err(e) => {
+                    // Unknown whether it holds: closing the session gives the lock up for sure.
+                    *session = None;
+                    return Err(e);
+                }
             }
         };
         if held {
@@ -124,6 +138,7 @@ impl PostgresStore {
             return Ok(Gate::Held);
         }
         // The session stays (it holds nothing) for the next try: no reconnection per try.
+        let Some(open) = session.as_ref() else { return Ok(Gate::Refused(None)) };
         let who = async {
             open.client.query_typed(HOLDER, &[(&high, Type::INT8), (&low, Type::INT8)]).await.map_err(|e| self.error(Some(lock), e))
         };
@@ -244,10 +259,12 @@ impl PostgresStore {
             let mut driver = driver;
             loop {
                 let until = *end.borrow_and_update();
+                // A lease extended as it ends keeps the session: the change is seen first.
                 tokio::select! {
+                    biased;
+                    changed = end.changed() => if changed.is_err() { break },
                     () = &mut driver => break,
                     _ = stop.changed() => break,
-                    changed = end.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep_until(until) => break,
                 }
             }

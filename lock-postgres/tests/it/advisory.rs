@@ -100,6 +100,33 @@ async fn the_gate_opens_on_release_on_a_lost_compare_and_set_and_at_the_leases_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_as_the_sessions_lease_ends_gets_a_session() {
+    // The session closes when the lease its store last wrote ends. A renewal asked just
+    // then must not find its connection closing under its gate query: 25 renewals timed
+    // around that end, five locks at a time (before the fix, two and more of them failed
+    // with "connection closed" in each of two runs).
+    let (url, _) = setup().await;
+    let store = advisory_store(&url).await;
+    for round in 0..5u64 {
+        let mut renewals = tokio::task::JoinSet::new();
+        for i in 0..5u64 {
+            let store = store.clone();
+            renewals.spawn(async move {
+                let lock = lock_conformance::unique_lock("advisory-lease-end");
+                let started = tokio::time::Instant::now();
+                let v = store.create(&lock, &held_by("a", 1)).await.expect("creates");
+                // From 2 ms before the 1 s lease's end to 2.8 ms after it.
+                let offset = Duration::from_micros(200 * (round * 5 + i));
+                tokio::time::sleep_until(started + Duration::from_millis(998) + offset).await;
+                store.update(&lock, &v, &held_by("a", 1)).await.map(|_| ()).map_err(|e| format!("{offset:?} after 998 ms: {e}"))
+            });
+        }
+        let failed: Vec<String> = renewals.join_all().await.into_iter().filter_map(Result::err).collect();
+        assert!(failed.is_empty(), "renewals at the session's lease end failed: {failed:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holders_closed_connection_frees_the_lock_on_the_server() {
     let (url, lock) = setup().await;
     let a = advisory_store(&url).await;
