@@ -55,6 +55,11 @@ pub(crate) fn key(qualified: &str, lock: &LockName) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// Moves a session's end to `until` if that is later.
+fn extend(lease_end: &tokio::sync::watch::Sender<Instant>, until: Instant) {
+    lease_end.send_if_modified(|end| (*end < until).then(|| *end = until).is_some());
+}
+
 /// pg_locks shows a bigint key as two oids: its high and its low 32 bits.
 fn halves(key: i64) -> (i64, i64) {
     let bits = u64::from_ne_bytes(key.to_ne_bytes());
@@ -85,9 +90,9 @@ impl PostgresStore {
         slots.entry(lock.clone()).or_default().clone()
     }
 
-    /// Before a write that names a holder, begun at `asked` for a lease of `lease`: whether
-    /// the store's session for `lock` holds its advisory lock, taking it if it is free.
-    pub(crate) async fn hold_advisory(&self, lock: &LockName, asked: Instant, lease: Duration) -> Result<Gate> {
+    /// Before a write that names a holder, for a lease of `lease`: whether the store's
+    /// session for `lock` holds its advisory lock, taking it if it is free.
+    pub(crate) async fn hold_advisory(&self, lock: &LockName, lease: Duration) -> Result<Gate> {
         if self.advisory_without_session() {
             return Err(self.no_session_error());
         }
@@ -95,25 +100,20 @@ impl PostgresStore {
         let mut session = slot.lock().await;
         let k = key(&self.inner.qualified, lock);
         let (high, low) = halves(k);
-        // The session lasts at least the lease this write would grant: as long as any
-        // reader of that write can think it held. A session whose own lease ran out just
-        // before (its connection closing as this asks) is opened again, once.
-        let until = asked + lease;
+        // Until the write it gates has answered, the session lasts at least a lease from
+        // this ask (the answer then sets the lease written). A session whose own lease ran
+        // out just before (its connection closing as this asks) is opened again, once.
         let mut reopened = false;
         let held = loop {
             if session.as_ref().is_some_and(|s| s.client.is_closed()) {
                 *session = None;
             }
-            match session.as_ref() {
-                Some(open) => {
-                    open.lease_end.send_if_modified(|end| (*end < until).then(|| *end = until).is_some());
-                }
-                None => {
-                    let opened = self.open_session(lock, until);
-                    *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, opened).await?);
-                }
+            if session.is_none() {
+                let opened = self.open_session(lock, Instant::now() + lease);
+                *session = Some(lock_core::bounded(lock, self, "advisory session", self.inner.statement_timeout, opened).await?);
             }
             let Some(open) = session.as_ref() else { return Ok(Gate::Refused(None)) };
+            extend(&open.lease_end, Instant::now() + lease);
             let ask = async {
                 open.client
                     .query_typed(HOLD, &[(&k, Type::INT8), (&high, Type::INT8), (&low, Type::INT8)])
@@ -167,8 +167,8 @@ impl PostgresStore {
     }
 
     /// After a write that named a holder, begun at `asked`: the version it left and the
-    /// lease it wrote (the session lasts as long), or (`None`) that it failed the
-    /// compare-and-set, which ends the session.
+    /// lease it wrote (the session lasts as long: no longer, whatever an earlier ask
+    /// asked for), or (`None`) that it failed the compare-and-set, which ends the session.
     pub(crate) async fn wrote_advisory(&self, lock: &LockName, wrote: Option<(&Version, Instant, Duration)>) {
         let slot = self.slot(lock);
         let mut session = slot.lock().await;

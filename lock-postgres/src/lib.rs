@@ -282,7 +282,7 @@ impl LeaseStore for PostgresStore {
             return self.create_row(lock, rec).await;
         }
         let asked = tokio::time::Instant::now();
-        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, asked, lease_of(rec)).await? {
+        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, lease_of(rec)).await? {
             return Err(self.gate_refused(lock, None, pid).await);
         }
         let result = self.create_row(lock, rec).await;
@@ -303,7 +303,7 @@ impl LeaseStore for PostgresStore {
             return result;
         }
         let asked = tokio::time::Instant::now();
-        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, asked, lease_of(rec)).await? {
+        if let advisory::Gate::Refused(pid) = self.hold_advisory(lock, lease_of(rec)).await? {
             return Err(self.gate_refused(lock, Some(expected), pid).await);
         }
         let result = self.update_row(lock, expected, rec).await;
