@@ -19,8 +19,10 @@
 //! - end of file: `highlander run` is gone (killed, crashed): SIGKILL at once.
 //!
 //! To `highlander run`: `started PID`, `failed WHY`, `expired` (the deadline passed
-//! with no extension: the guard stopped the command on its own), and `exited code N` /
-//! `exited signal N` once the command and every descendant are gone.
+//! with no extension: the guard stopped the command on its own), `killed` (the grace
+//! period or the kill time ran out: SIGKILL, said once, before the `exited` it leads
+//! to), and `exited code N` / `exited signal N` once the command and every descendant
+//! are gone.
 //!
 //! The deadlines are absolute times on `CLOCK_BOOTTIME`, which counts while a machine
 //! is suspended, and the guard waits on a `timerfd` of that clock: a guard that was
@@ -297,6 +299,7 @@ fn supervise(
     control.send(&format!("started {pid}"));
     let me = Pid::this();
     let mut status: Option<WaitStatus> = None;
+    let mut said_killed = false;
     loop {
         let wake_at = match state {
             State::Running { term, .. } if !ignore_deadline => Some(term),
@@ -352,6 +355,10 @@ fn supervise(
         if let State::Stopping { kill } = state
             && boottime() >= kill
         {
+            if !said_killed {
+                control.send("killed");
+                said_killed = true;
+            }
             signal_tree(me, Some(pid), Signal::SIGKILL);
         }
         // Reap whatever died: the command, and orphans re-parented to us.

@@ -675,6 +675,14 @@ impl Guarded {
                         stopped = true;
                         guard_stopped = true;
                     }
+                    // The guard's own SIGKILL can come before ours (both end the same
+                    // grace period): said as ours would be.
+                    Ok(Some(line)) if line == "killed" => {
+                        if !killed {
+                            say_killed(spec, leadership, self.pid, no_grace, guard_stopped);
+                        }
+                        killed = true;
+                    }
                     Ok(Some(line)) if line.starts_with("exited ") => {
                         let status = parse_exit(&line);
                         self.abandon().await;
@@ -718,15 +726,8 @@ impl Guarded {
                 }
                 () = kill_at => {
                     // Said once; SIGKILL is repeated quietly until the guard reports the end.
-                    if !killed && no_grace && guard_stopped {
-                        debug!(lock = %spec.lock, pid = self.pid, "the term's kill-by time had passed (this process was paused): SIGKILL to whatever is left");
-                    } else if !killed && no_grace {
-                        warn!(
-                            lock = %spec.lock, store = %leadership.store(), pid = self.pid,
-                            "the term's kill-by time passed while highlander and the guard could not act (both paused?): SIGKILL at once"
-                        );
-                    } else if !killed {
-                        warn!(lock = %spec.lock, store = %leadership.store(), pid = self.pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
+                    if !killed {
+                        say_killed(spec, leadership, self.pid, no_grace, guard_stopped);
                     }
                     killed = true;
                     tree::signal_tree(Pid::from_raw(self.guard_pid), self.group(), Signal::SIGKILL);
@@ -766,6 +767,21 @@ fn parse_exit(line: &str) -> ExitStatus {
         (Some("code"), Some(code)) => ExitStatus::from_raw((code & 0xff) << 8),
         (Some("signal"), Some(signal)) => ExitStatus::from_raw(signal & 0x7f),
         _ => ExitStatus::from_raw(1 << 8),
+    }
+}
+
+/// Why the command got SIGKILL, said once per command (by whichever of highlander and
+/// the guard sent it first).
+fn say_killed(spec: &Spec, leadership: &Leadership, pid: i32, no_grace: bool, guard_stopped: bool) {
+    if no_grace && guard_stopped {
+        debug!(lock = %spec.lock, pid, "the term's kill-by time had passed (this process was paused): SIGKILL to whatever is left");
+    } else if no_grace {
+        warn!(
+            lock = %spec.lock, store = %leadership.store(), pid,
+            "the term's kill-by time passed while highlander and the guard could not act (both paused?): SIGKILL at once"
+        );
+    } else {
+        warn!(lock = %spec.lock, store = %leadership.store(), pid, grace = ?spec.grace, "the command did not stop within the grace period: SIGKILL");
     }
 }
 

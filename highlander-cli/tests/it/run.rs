@@ -280,6 +280,43 @@ async fn lost_leadership_stops_a_stubborn_command_with_sigkill_after_the_grace_p
     assert_eq!(after.record.holder_identity, "usurper", "a lease held by another is not released");
 }
 
+/// The guard's own SIGKILL at the end of a grace period can come before highlander's
+/// (they end the same grace): it says `killed` before `exited`, so that highlander says
+/// why the command was killed whichever sent it first.
+#[test]
+fn the_guard_says_it_killed_a_command_that_outlived_its_grace_before_it_says_exited() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let (mut ours, theirs) = UnixStream::pair().expect("socket pair");
+    let ready = tempdir("guard-killed").join("ready");
+    let mut guard = Command::new(env!("CARGO_BIN_EXE_highlander"))
+        .args(["__highlander_guard", "--", "sh", "-c", "trap '' TERM; : > \"$0\"; while :; do sleep 0.05; done"])
+        .arg(&ready)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .spawn()
+        .expect("start the guard");
+    // Deadlines an hour away on CLOCK_BOOTTIME (which /proc/uptime counts).
+    let uptime: f64 =
+        std::fs::read_to_string("/proc/uptime").expect("uptime").split(' ').next().and_then(|s| s.parse().ok()).expect("uptime");
+    let term = Duration::from_secs_f64(uptime + 3600.0).as_nanos();
+    write!(ours, "deadline {term} {}\nstart\n", term + 1).expect("write");
+    let mut lines = BufReader::new(ours.try_clone().expect("clone")).lines().map(|l| l.expect("a line from the guard"));
+    assert!(lines.next().is_some_and(|l| l.starts_with("started ")), "the guard starts the command");
+    // Stopped only once it ignores SIGTERM.
+    let waiting = Instant::now();
+    while !ready.exists() {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let asked = Instant::now();
+    writeln!(ours, "stop {}", GRACE.as_nanos()).expect("write");
+    let said: Vec<String> = lines.by_ref().take(2).collect();
+    let took = asked.elapsed();
+    assert_eq!(said, ["killed", "exited signal 9"], "after the grace, SIGKILL, said before the exit it leads to");
+    assert!(took >= GRACE, "killed after the grace period, not before: {took:?}");
+    assert!(guard.wait().expect("the guard exits").success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_gets_its_lease_in_the_environment_and_its_exit_status_is_highlanders() {
     let pg = postgres().await;
