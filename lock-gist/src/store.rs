@@ -193,6 +193,7 @@ impl GistStoreBuilder {
         auth.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, auth);
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls(&self.gist_id)?)
             .user_agent(concat!("highlander-lock-gist/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .timeout(self.call_timeout)
@@ -210,6 +211,17 @@ impl GistStoreBuilder {
             }),
         })
     }
+}
+
+/// TLS for the API: rustls with ring, and the platform's certificate verifier (the
+/// system's trust store on Linux, `SSL_CERT_FILE` included).
+fn tls(gist_id: &str) -> Result<rustls::ClientConfig> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map(|b| b.with_no_client_auth())
+        .map_err(|e| Error::Config(format!("gist {gist_id}: TLS: {e}")))
 }
 
 struct Inner {

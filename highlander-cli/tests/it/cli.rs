@@ -280,3 +280,77 @@ async fn a_record_written_by_anyone_cannot_forge_status_lines() {
     assert!(stdout.contains(r"holder         eve\nholder         mallory\u{1b}[2J"), "{stdout}");
     assert!(!stdout.contains('\u{1b}'), "no escape sequence reaches the terminal: {stdout:?}");
 }
+
+/// `openssl s_server` on 127.0.0.1 with a certificate from a throwaway CA, stopped (by
+/// its pid) and its directory removed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        use lock_conformance::fixtures::{free_loopback_port, test_ca, test_server_certificate};
+        let dir = std::env::temp_dir().join(format!("highlander-gist-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        let ca = test_ca(&dir, "gist-api").expect("a CA (openssl)");
+        let (crt, key) = test_server_certificate(&dir, &ca).expect("a server certificate (openssl)");
+        let port = free_loopback_port().expect("a free port");
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(&crt)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let server = TlsServer { child, dir, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "openssl s_server did not listen on 127.0.0.1:{port} within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("gist-api-ca.pem")
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_gist_api_over_https_is_verified_against_the_trust_store() {
+    let server = TlsServer::start();
+    let store = format!("gist://cafe0123?api=https://127.0.0.1:{}&allow_over_budget=true", server.port);
+    let status = |trust: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_highlander"));
+        cmd.args(["status", "--store", &store, "--lock", "a"]).env("GITHUB_TOKEN", "ghp_tls-test-token").env_remove("HIGHLANDER_STORE");
+        match trust {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR"),
+        };
+        cmd.output().expect("the binary runs")
+    };
+    // Not in the trust store: refused at the handshake, as a certificate error naming the gist.
+    let out = status(None);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "an untrusted API must not be read: {}", text(&out.stdout));
+    assert!(stderr.contains("cafe0123") && stderr.contains("certificate"), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("ghp_tls-test-token"), "{stderr}");
+    // Trusted (SSL_CERT_FILE): TLS succeeds; what fails is the answer, which is not GitHub's.
+    let out = status(Some(&server.ca()));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "openssl's status page is not a gist: {}", text(&out.stdout));
+    assert!(stderr.contains("cafe0123") && !stderr.contains("certificate"), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("ghp_tls-test-token"), "{stderr}");
+}
